@@ -1,0 +1,22 @@
+# cxrgen: chest X-ray generative modelling pipeline.
+# Thin on purpose: the stages live in rules/*.smk, the work in the cxrgen package.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+
+
+rule all:
+    input:
+        expand("results/splits/{dataset}/split.parquet", dataset=DATASETS),
+        [f"results/figures/phantoms_{d}.png" for d in PHANTOM_DATASETS],
+    default_target: True

@@ -1,0 +1,46 @@
+# Shared helpers of the rules: config look-ups, code dependencies.
+import os
+
+DATASETS = sorted(config["datasets"])
+PHANTOM_DATASETS = [d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"]
+RESULTS = "results"
+
+# Make the cxrgen package importable by every job, whatever environment runs it
+# (the uv environment, a --sdm conda environment, a SLURM job's shell).
+_src = os.path.join(workflow.basedir, "src")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_src, os.environ.get("PYTHONPATH", "")) if p
+)
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
+def dataset_cfg(wildcards):
+    return config["datasets"][wildcards.dataset]
+
+
+def section(name):
+    """Params function: one config section of the rule's data set (a plain dict)."""
+    return lambda wildcards: dict(dataset_cfg(wildcards).get(name) or {})
+
+
+def code(*modules):
+    """The library modules a rule runs, as inputs: editing one replans that rule."""
+    return [os.path.join(workflow.basedir, "src", "cxrgen", m) for m in modules]
+
+
+def source_input(wildcards):
+    """The raw data folder of a data set: the generated phantoms or the user's download."""
+    ds = dataset_cfg(wildcards)
+    if ds["source"] == "phantoms":
+        return f"{RESULTS}/phantoms/{wildcards.dataset}"
+    path = os.path.expanduser(str(ds["source"]))
+    if not os.path.isdir(path):
+        raise WorkflowError(
+            f"datasets.{wildcards.dataset}.source: the data folder '{path}' does not exist. "
+            "Point it at the unpacked download (see README, 'Real data'), or set it to "
+            "'phantoms' for the built-in synthetic data."
+        )
+    return path

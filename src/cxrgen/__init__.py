@@ -1,0 +1,1 @@
+"""cxrgen: chest X-ray generative modelling pipeline."""

@@ -1,0 +1,149 @@
+"""The ``cxrgen`` command line: every pipeline stage runs from here as well as from Snakemake.
+
+Stage options are generated from the stage's config dataclass, so a flag exists for every
+config key (``--n-patients`` for ``n_patients``) and the defaults are the dataclass's own.
+``--config FILE`` reads a YAML mapping of the same keys; flags override it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cxrgen import logs
+from cxrgen.config import from_mapping
+from cxrgen.errors import CxrgenError
+
+log = logging.getLogger("cxrgen")
+
+
+def _flag_type(hint: Any) -> tuple[dict[str, Any], str]:
+    """argparse keyword arguments for a dataclass field type, and a metavar-ish description."""
+    origin = typing.get_origin(hint)
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        return _flag_type(args[0])
+    if hint is bool:
+        return {"action": argparse.BooleanOptionalAction}, "bool"
+    if origin is tuple:
+        inner = args[0] if args else str
+        return {"nargs": "+", "type": inner}, inner.__name__
+    if hint in (int, float, str):
+        return {"type": hint}, hint.__name__
+    if hint is Path:
+        return {"type": Path}, "path"
+    return {"type": str}, "str"
+
+
+def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One ``--kebab-name`` flag per field of the config dataclass ``cls``."""
+    group = parser.add_argument_group(f"{cls.__name__} (config keys; see its docstring)")
+    group.add_argument("--config", type=Path, help="YAML file with these keys (flags override)")
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        kwargs, _ = _flag_type(hints[field.name])
+        default = field.default if field.default is not dataclasses.MISSING else None
+        group.add_argument(
+            "--" + field.name.replace("_", "-"),
+            dest=f"cfg__{field.name}",
+            default=argparse.SUPPRESS,
+            help=f"default: {default!r}",
+            **kwargs,
+        )
+    parser.set_defaults(config_cls=cls)
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    mapping: dict[str, Any] = {}
+    if getattr(args, "config", None):
+        mapping.update(yaml.safe_load(Path(args.config).read_text()) or {})
+    for key, value in vars(args).items():
+        if key.startswith("cfg__"):
+            mapping[key[5:]] = value
+    return from_mapping(args.config_cls, mapping)
+
+
+# --- commands --------------------------------------------------------------------------------
+
+
+def cmd_phantoms(args: argparse.Namespace) -> None:
+    from cxrgen import phantoms
+
+    cfg = config_from_args(args)
+    make = phantoms.make_rsna_phantoms if args.layout == "rsna" else phantoms.make_covidqu_phantoms
+    manifest = make(args.output, cfg)
+    log.info("wrote %d phantom images to %s", len(manifest), args.output)
+
+
+def cmd_preprocess(args: argparse.Namespace) -> None:
+    from cxrgen.data.preprocess import preprocess
+
+    result = preprocess(args.input, args.output, config_from_args(args), threads=args.threads)
+    log.info("%s", result)
+
+
+def cmd_split(args: argparse.Namespace) -> None:
+    from cxrgen.data.split import run_split
+
+    run_split(args.store, args.output, config_from_args(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--log-file", type=Path, help="also append the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from cxrgen.data.preprocess import PreprocessConfig
+    from cxrgen.data.split import SplitConfig
+    from cxrgen.phantoms import CovidPhantomConfig, PhantomConfig
+
+    ph = sub.add_parser("phantoms", help="write the synthetic phantom data set")
+    ph_sub = ph.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
+    for layout, cls, text in (
+        ("rsna", PhantomConfig, "DICOM phantoms in the RSNA Pneumonia Detection layout"),
+        ("covidqu", CovidPhantomConfig, "PNG phantoms in the COVID-QU-Ex folder layout"),
+    ):
+        p = ph_sub.add_parser(layout, help=text)
+        p.add_argument("--output", required=True, type=Path, help="folder to write")
+        add_config_flags(p, cls)
+        p.set_defaults(func=cmd_phantoms)
+
+    p = sub.add_parser("preprocess", help="DICOM / image folders -> images.npy + index tables")
+    p.add_argument("--input", required=True, type=Path, help="folder tree of DICOM or images")
+    p.add_argument("--output", required=True, type=Path, help="tensor store folder to write")
+    p.add_argument("--threads", type=int, default=1, help="decoding threads")
+    add_config_flags(p, PreprocessConfig)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("split", help="patient-level stratified split of a tensor store")
+    p.add_argument("--store", required=True, type=Path, help="tensor store folder (preprocess)")
+    p.add_argument("--output", required=True, type=Path, help="split folder to write")
+    add_config_flags(p, SplitConfig)
+    p.set_defaults(func=cmd_split)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(logging.WARNING if args.quiet else logging.INFO, args.log_file)
+    func: Callable[[argparse.Namespace], None] = args.func
+    try:
+        func(args)
+    except CxrgenError as exc:
+        log.error("%s", exc)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data ingestion: DICOM / image-folder decoding, the tensor store, patient-level splits."""
