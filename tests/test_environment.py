@@ -28,7 +28,9 @@ def test_conda_env_pins_match_the_lock():
     locked = lock_versions()
     assert set(pins) == {dep_name(d) for d in deps}
     for name, version in pins.items():
-        assert locked[name] == version, f"envs/cxrgen.yaml pins {name}=={version}, lock has {locked[name]}"
+        assert locked[name] == version, (
+            f"envs/cxrgen.yaml pins {name}=={version}, lock has {locked[name]}"
+        )
     assert "python=3.11" in env["dependencies"]
 
 

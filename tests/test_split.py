@@ -15,8 +15,9 @@ def fake_index(n_patients=400, seed=0):
     for p in range(n_patients):
         cls = classes[rng.choice(3, p=[0.5, 0.3, 0.2])]
         for _ in range(rng.integers(1, 4)):
-            rows.append({"image_id": f"img{len(rows):05d}", "patient_id": f"pat{p:04d}",
-                         "class_name": cls})
+            rows.append(
+                {"image_id": f"img{len(rows):05d}", "patient_id": f"pat{p:04d}", "class_name": cls}
+            )
     df = pd.DataFrame(rows)
     df.insert(0, "row", np.arange(len(df)))
     return df
@@ -55,8 +56,9 @@ def test_deterministic_for_seed_and_seed_changes_assignment():
 
 def test_three_way_split_and_all_classes():
     index = fake_index(600)
-    cfg = SplitConfig(seed=0, fractions=(0.7, 0.15, 0.15), names=("train", "valid", "test"),
-                      classes=None)
+    cfg = SplitConfig(
+        seed=0, fractions=(0.7, 0.15, 0.15), names=("train", "valid", "test"), classes=None
+    )
     table, classes = make_split(index, cfg)
     assert classes == sorted(index.class_name.unique())
     share = table.split.value_counts(normalize=True)

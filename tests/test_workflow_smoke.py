@@ -1,0 +1,111 @@
+"""The CI smoke workflow end to end, its incremental reruns, and its errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from workflow_helpers import overlay, planned_jobs, snakemake
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("smoke")
+    snakemake(workdir)
+    return workdir
+
+
+def test_data_artefacts(smoke_run):
+    res = smoke_run / "results"
+    store = res / "data" / "rsna"
+    images = np.load(store / "images.npy", mmap_mode="r")
+    index = pd.read_parquet(store / "index.parquet")
+    rejected = pd.read_parquet(store / "rejected.parquet")
+    assert images.shape == (len(index), 32, 32) and images.dtype == np.uint16
+    assert (index["row"] == np.arange(len(index))).all()
+    assert images.max() > 30000 and images.min() < 10000  # full dynamic range in use
+    manifest = pd.read_parquet(res / "phantoms" / "rsna" / "manifest.parquet")
+    n_files = len(list((res / "phantoms" / "rsna" / "stage_2_train_images").iterdir()))
+    assert len(index) + len(rejected) == n_files  # every input file in exactly one table
+    assert len(rejected) >= 2  # the junk files of the smoke preset
+    assert set(index["class_name"]) <= {"Normal", "Lung Opacity", "No Lung Opacity / Not Normal"}
+    assert len(index) == int((~manifest["corrupt"]).sum())
+    healthy = np.load(store / "healthy.npy", mmap_mode="r")
+    assert healthy.shape == images.shape
+
+    split = pd.read_parquet(res / "splits" / "rsna" / "split.parquet")
+    counts = pd.read_parquet(res / "splits" / "rsna" / "counts.parquet")
+    kept = split[split.split != "excluded"]
+    assert set(kept.split) == {"train", "valid"}
+    assert (kept.groupby("patient_id").split.nunique() == 1).all()
+    assert counts.n_images.sum() == len(index)
+    assert json.loads((res / "splits" / "rsna" / "classes.json").read_text())["names"] == [
+        "Normal",
+        "Lung Opacity",
+    ]
+    gan = pd.read_parquet(res / "splits" / "covidqu" / "split.parquet")
+    assert set(gan.class_name) == {"Normal", "COVID-19", "Non-COVID"}
+    assert set(gan.split) == {"train", "valid", "test"}
+    for rule in ("phantoms", "preprocess", "split"):
+        assert (res / "logs" / rule / "rsna.log").exists()
+        assert (res / "benchmarks" / rule / "rsna.tsv").exists()
+    assert (res / "figures" / "phantoms_rsna.png").stat().st_size > 10_000
+    prov = json.loads((store / "provenance.json").read_text())
+    assert prov["config"]["size"] == 32 and prov["packages"]["pydicom"]
+
+
+def test_finished_run_plans_nothing(smoke_run):
+    assert planned_jobs(smoke_run) == {}
+
+
+def test_split_seed_change_replans_split_not_preprocess(smoke_run, tmp_path):
+    seed = overlay(tmp_path / "seed.yaml", {"datasets": {"rsna": {"split": {"seed": 7}}}})
+    jobs = planned_jobs(smoke_run, configs=(seed,))
+    assert jobs.get("split") == 1
+    assert "preprocess" not in jobs and "phantoms" not in jobs
+
+
+def test_preprocess_change_replans_preprocess_and_downstream(smoke_run, tmp_path):
+    size = overlay(tmp_path / "size.yaml", {"datasets": {"covidqu": {"preprocess": {"size": 16}}}})
+    jobs = planned_jobs(smoke_run, configs=(size,))
+    assert jobs.get("preprocess") == 1 and jobs.get("split") == 1
+    assert "phantoms" not in jobs
+
+
+def test_missing_data_folder_is_named(tmp_path):
+    cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"source": str(tmp_path / "nope")}}})
+    proc = snakemake(tmp_path, "results/splits/rsna/split.parquet", configs=(cfg,), check=False)
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr + proc.stdout and "nope" in proc.stderr + proc.stdout
+
+
+def test_empty_data_folder_fails_with_message(tmp_path):
+    (tmp_path / "empty").mkdir()
+    cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"source": str(tmp_path / "empty")}}})
+    proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
+    assert proc.returncode != 0
+    assert "cxrgen error" in proc.stderr and "no image files" in proc.stderr.lower()
+
+
+def test_labels_csv_problems_fail_with_message(smoke_run, tmp_path):
+    raw = tmp_path / "raw"
+    shutil.copytree(smoke_run / "results" / "phantoms" / "rsna", raw)
+    labels = pd.read_csv(raw / "stage_2_train_labels.csv")
+    labels.drop(columns=["Target"]).to_csv(raw / "stage_2_train_labels.csv", index=False)
+    cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"source": str(raw)}}})
+    proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
+    assert proc.returncode != 0 and "Target" in proc.stderr
+
+    extra = pd.concat([labels, labels.iloc[:1].assign(patientId="no-such-image")])
+    extra.to_csv(raw / "stage_2_train_labels.csv", index=False)
+    proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
+    assert proc.returncode != 0 and "no-such-image" in proc.stderr
+
+
+def test_bad_config_is_rejected_naming_the_key(tmp_path):
+    cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"split": {"seeed": 1}}}})
+    proc = snakemake(tmp_path, "--dry-run", configs=(cfg,), check=False)
+    assert proc.returncode != 0 and "seeed" in proc.stderr + proc.stdout
