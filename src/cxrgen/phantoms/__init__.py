@@ -1,0 +1,24 @@
+"""Synthetic chest X-ray phantoms with exact ground truth.
+
+Two data sets: an RSNA Pneumonia-layout DICOM archive
+(:func:`make_rsna_phantoms`) whose images come with their healthy twin,
+lesion and lung masks and RALO-style severity scores, and a COVID-QU-Ex-layout
+PNG set (:func:`make_covidqu_phantoms`). :func:`contact_sheet` draws a grid of
+either for people to look at.
+"""
+
+from cxrgen.phantoms.contact_sheet import contact_sheet
+from cxrgen.phantoms.covidqu import CovidPhantomConfig, make_covidqu_phantoms
+from cxrgen.phantoms.ground_truth import read_ground_truth
+from cxrgen.phantoms.lesions import ralo_scores
+from cxrgen.phantoms.rsna import PhantomConfig, make_rsna_phantoms
+
+__all__ = [
+    "CovidPhantomConfig",
+    "PhantomConfig",
+    "contact_sheet",
+    "make_covidqu_phantoms",
+    "make_rsna_phantoms",
+    "ralo_scores",
+    "read_ground_truth",
+]

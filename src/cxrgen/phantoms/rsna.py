@@ -1,0 +1,314 @@
+"""Phantom chest X-rays laid out like the RSNA Pneumonia Detection Challenge set.
+
+Layout of ``out_dir`` (see :func:`make_rsna_phantoms`)::
+
+    stage_2_train_images/{image_id}.dcm   one DICOM per image, plus a few junk files
+    stage_2_train_labels.csv              patientId,x,y,width,height,Target
+    stage_2_detailed_class_info.csv       patientId,class
+    ralo_severity.csv                     per-image RALO extent / opacity scores
+    ground_truth/{image_id}.npz           image, healthy twin, lesion mask, lung labels
+    manifest.parquet                      one row per file (junk files flagged)
+    phi_values.json                       the fake PHI written into the headers
+    phantom_config.json                   the config (no timestamps: outputs are deterministic)
+
+As in the real set, the CSVs' ``patientId`` is the image id (the file stem);
+the true patient is the DICOM PatientID, shared by a patient's follow-ups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cxrgen import io
+from cxrgen.config import check
+from cxrgen.phantoms.corrupt import CORRUPT_KINDS, corrupt_file_bytes
+from cxrgen.phantoms.dicom_writer import (
+    SYNTAXES,
+    Encoding,
+    decode_unit,
+    encode_dicom,
+    header_dataset,
+)
+from cxrgen.phantoms.encoding_plan import plan_encodings
+from cxrgen.phantoms.ground_truth import write_ground_truth
+from cxrgen.phantoms.identifiers import PHI_KEYS, uuid_string
+from cxrgen.phantoms.lesions import PATTERNS, SCORE_COLUMNS, lesion_boxes, ralo_scores
+from cxrgen.phantoms.patients import (
+    CLASS_NAMES,
+    ImagePlan,
+    header_info,
+    junk_header_info,
+    plan_patient_images,
+)
+from cxrgen.phantoms.scene import render_image
+
+logger = logging.getLogger(__name__)
+
+IMAGE_DIR = "stage_2_train_images"
+LABELS_CSV = "stage_2_train_labels.csv"
+CLASS_INFO_CSV = "stage_2_detailed_class_info.csv"
+SEVERITY_CSV = "ralo_severity.csv"
+GROUND_TRUTH_DIR = "ground_truth"
+MANIFEST = "manifest.parquet"
+PHI_JSON = "phi_values.json"
+CONFIG_JSON = "phantom_config.json"
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """RSNA-layout DICOM phantoms; every field has a default and is checked on construction."""
+
+    seed: int = 0
+    n_patients: int = 150
+    max_images_per_patient: int = 3
+    frac_follow_up: float = 0.3  # patients with more than one image
+    min_size: int = 160  # native rows and cols drawn independently in [min_size, max_size]
+    max_size: int = 256
+    frac_normal: float = 0.45
+    frac_opacity: float = 0.35  # the rest: "No Lung Opacity / Not Normal"
+    frac_bilateral: float = 0.45
+    frac_resolved: float = 0.25  # follow-ups of an opacity patient whose opacity has cleared
+    frac_ap: float = 0.35
+    opacity_patterns: tuple[str, ...] = PATTERNS
+    opacity_pattern_weights: tuple[float, ...] = (0.55, 0.15, 0.3)
+    n_corrupt: int = 3
+    transfer_syntaxes: tuple[str, ...] = tuple(SYNTAXES)
+    transfer_syntax_weights: tuple[float, ...] = (0.15, 0.15, 0.1, 0.25, 0.35)
+    bits_stored: tuple[int, ...] = (8, 12, 16)
+    frac_monochrome1: float = 0.15
+    frac_windowed: float = 0.15
+    frac_rescaled: float = 0.15
+    jpeg_quality: int = 92
+
+    def __post_init__(self) -> None:
+        check(self.n_patients >= 1, f"n_patients must be >= 1, got {self.n_patients}")
+        check(
+            self.max_images_per_patient >= 1,
+            f"max_images_per_patient must be >= 1, got {self.max_images_per_patient}",
+        )
+        check(
+            32 <= self.min_size <= self.max_size <= 4096,
+            f"need 32 <= min_size <= max_size <= 4096, got {self.min_size}, {self.max_size}",
+        )
+        for name in (
+            "frac_follow_up",
+            "frac_normal",
+            "frac_opacity",
+            "frac_bilateral",
+            "frac_resolved",
+            "frac_ap",
+            "frac_monochrome1",
+            "frac_windowed",
+            "frac_rescaled",
+        ):
+            value = getattr(self, name)
+            check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
+        check(
+            self.frac_normal + self.frac_opacity <= 1.0 + 1e-9,
+            f"frac_normal + frac_opacity must be <= 1, got {self.frac_normal + self.frac_opacity}",
+        )
+        check(self.n_corrupt >= 0, f"n_corrupt must be >= 0, got {self.n_corrupt}")
+        _check_choice("opacity_patterns", self.opacity_patterns, PATTERNS)
+        _check_weights(
+            "opacity_pattern_weights", self.opacity_pattern_weights, len(self.opacity_patterns)
+        )
+        _check_choice("transfer_syntaxes", self.transfer_syntaxes, tuple(SYNTAXES))
+        _check_weights(
+            "transfer_syntax_weights", self.transfer_syntax_weights, len(self.transfer_syntaxes)
+        )
+        _check_choice("bits_stored", self.bits_stored, (8, 12, 16))
+        check(
+            1 <= self.jpeg_quality <= 100,
+            f"jpeg_quality must be in 1..100, got {self.jpeg_quality}",
+        )
+
+
+def _check_choice(name: str, values: tuple, allowed: tuple) -> None:
+    check(len(values) > 0, f"{name} must not be empty")
+    bad = [v for v in values if v not in allowed]
+    check(not bad, f"{name} has unknown value(s) {bad}; allowed: {list(allowed)}")
+    check(len(set(values)) == len(values), f"{name} has duplicates: {list(values)}")
+
+
+def _check_weights(name: str, weights: tuple, n: int) -> None:
+    check(len(weights) == n, f"{name} needs {n} entries (one per choice), got {len(weights)}")
+    check(all(w >= 0 for w in weights) and sum(weights) > 0, f"{name} must be >= 0, not all 0")
+
+
+def make_rsna_phantoms(
+    out_dir: str | os.PathLike, cfg: PhantomConfig, progress: bool = True
+) -> pd.DataFrame:
+    """Write the RSNA-layout phantom set into ``out_dir``; return the manifest.
+
+    The same ``cfg`` gives byte-identical files. Files of an earlier run in
+    the image and ground-truth folders that this run did not write are removed.
+    """
+    out = Path(out_dir)
+    image_dir, gt_dir = out / IMAGE_DIR, out / GROUND_TRUTH_DIR
+    image_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+
+    plans = plan_patient_images(cfg)
+    encodings = plan_encodings(
+        np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(2,))),
+        len(plans),
+        cfg.transfer_syntaxes,
+        cfg.transfer_syntax_weights,
+        cfg.bits_stored,
+        cfg.frac_monochrome1,
+        cfg.frac_windowed,
+        cfg.frac_rescaled,
+        cfg.jpeg_quality,
+    )
+    labels, classes, severity, manifest, phi = [], [], [], [], {}
+    bar = tqdm(
+        zip(plans, encodings, strict=True),
+        total=len(plans),
+        disable=not progress,
+        desc="RSNA phantoms",
+        unit="img",
+    )
+    for plan, enc in bar:
+        row, boxes = _write_image(plan, enc, cfg, image_dir, gt_dir)
+        manifest.append(row)
+        phi[plan.image_id] = {k: plan.phi[k] for k in PHI_KEYS}
+        if boxes:
+            labels += [(plan.image_id, *b, 1) for b in boxes]
+        else:
+            labels.append((plan.image_id, np.nan, np.nan, np.nan, np.nan, 0))
+        classes += [(plan.image_id, row["class_name"])] * max(len(boxes), 1)
+        severity.append({"patientId": plan.image_id, **{c: row[c] for c in SCORE_COLUMNS}})
+    manifest += _write_corrupt_files(cfg, image_dir)
+
+    csv = {"index": False, "lineterminator": "\n"}
+    label_df = pd.DataFrame(labels, columns=["patientId", "x", "y", "width", "height", "Target"])
+    io.write_text(out / LABELS_CSV, label_df.to_csv(**csv))
+    io.write_text(
+        out / CLASS_INFO_CSV, pd.DataFrame(classes, columns=["patientId", "class"]).to_csv(**csv)
+    )
+    sev_df = pd.DataFrame(severity, columns=["patientId", *SCORE_COLUMNS])
+    io.write_text(out / SEVERITY_CSV, sev_df.to_csv(**csv))
+    df = _manifest_frame(manifest)
+    io.write_parquet(out / MANIFEST, df)
+    values = sorted({v for entry in phi.values() for v in entry.values() if v})
+    io.write_json(out / PHI_JSON, {"keys": list(PHI_KEYS), "images": phi, "values": values})
+    io.write_json(out / CONFIG_JSON, dataclasses.asdict(cfg))
+    _remove_stale(image_dir, {Path(f).name for f in df["file"]}, ".dcm")
+    _remove_stale(gt_dir, {f"{i}.npz" for i in df.loc[~df["corrupt"], "image_id"]}, ".npz")
+    counts = df.loc[~df["corrupt"], "class_name"].value_counts().to_dict()
+    logger.info(
+        "wrote %d phantom images of %d patients (%s) and %d junk files to %s",
+        len(plans),
+        cfg.n_patients,
+        counts,
+        cfg.n_corrupt,
+        out,
+    )
+    return df
+
+
+def _write_image(
+    plan: ImagePlan, enc: Encoding, cfg: PhantomConfig, image_dir: Path, gt_dir: Path
+) -> tuple[dict, list]:
+    """Draw, encode and store one image and its ground truth; its manifest row and boxes."""
+    rows, cols = plan.setup.shape
+    rendered = render_image(plan.anatomy, plan.setup, plan.lesion)
+    header = header_dataset(header_info(plan, cfg.seed), enc, rows, cols)
+    stored = enc.to_stored(rendered.image)
+    image = decode_unit(header, stored)
+    healthy = decode_unit(header, enc.to_stored(rendered.healthy))
+    scores = ralo_scores(image, healthy, rendered.lesion, rendered.lungs)
+    boxes = lesion_boxes(rendered.lesion, rendered.lungs, max(2, round(0.03 * min(rows, cols))))
+    has_opacity = bool(boxes)
+    class_name = CLASS_NAMES[1] if has_opacity else plan.non_opacity_class
+    io.write_bytes(image_dir / f"{plan.image_id}.dcm", encode_dicom(header, enc, stored))
+    write_ground_truth(
+        gt_dir / f"{plan.image_id}.npz", image, healthy, rendered.lesion, rendered.lungs
+    )
+    row = {
+        "image_id": plan.image_id,
+        "patient_id": plan.patient_id,
+        "file": f"{IMAGE_DIR}/{plan.image_id}.dcm",
+        "ground_truth": f"{GROUND_TRUTH_DIR}/{plan.image_id}.npz",
+        "class_name": class_name,
+        "target": int(has_opacity),
+        "visit": plan.visit,
+        "transfer_syntax": enc.syntax,
+        "transfer_syntax_uid": str(SYNTAXES[enc.syntax]),
+        "lossy": enc.lossy,
+        "photometric": enc.photometric,
+        "bits_stored": enc.bits_stored,
+        "bits_allocated": enc.bits_allocated,
+        "windowed": enc.windowed,
+        "rescaled": enc.rescale is not None,
+        "rows": rows,
+        "cols": cols,
+        "modality": plan.modality,
+        "view_position": "AP" if plan.setup.ap_view else "PA",
+        "sex": plan.sex,
+        "findings": ";".join(plan.anatomy.findings),
+        "devices": ";".join(plan.setup.devices),
+        "opacity_pattern": plan.lesion.pattern if (plan.lesion and has_opacity) else "",
+        **scores,
+        "lesion_fraction": float(rendered.lesion.sum()) / max(int((rendered.lungs > 0).sum()), 1),
+        "n_boxes": len(boxes),
+        "corrupt": False,
+        "corrupt_kind": "",
+    }
+    return row, boxes
+
+
+def _write_corrupt_files(cfg: PhantomConfig, image_dir: Path) -> list[dict]:
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(3,)))
+    rows = []
+    for i in range(cfg.n_corrupt):
+        kind = CORRUPT_KINDS[i % len(CORRUPT_KINDS)]
+        image_id = uuid_string(rng)
+        info = junk_header_info(cfg.seed, image_id, rng)
+        io.write_bytes(image_dir / f"{image_id}.dcm", corrupt_file_bytes(kind, info, rng))
+        rows.append(
+            {
+                "image_id": image_id,
+                "file": f"{IMAGE_DIR}/{image_id}.dcm",
+                "corrupt": True,
+                "corrupt_kind": kind,
+            }
+        )
+    return rows
+
+
+_INT_COLUMNS = (
+    "target",
+    "visit",
+    "bits_stored",
+    "bits_allocated",
+    "rows",
+    "cols",
+    "n_boxes",
+    *SCORE_COLUMNS,
+)
+
+
+def _manifest_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    for col in _INT_COLUMNS:
+        df[col] = df[col].astype("Int64")
+    for col in ("lossy", "windowed", "rescaled"):
+        df[col] = df[col].astype("boolean")
+    df["corrupt"] = df["corrupt"].astype(bool)
+    return df
+
+
+def _remove_stale(folder: Path, keep: set[str], suffix: str) -> None:
+    for path in sorted(folder.glob(f"*{suffix}")):
+        if path.name not in keep:
+            logger.warning("removing %s left by an earlier phantom run", path)
+            path.unlink()
