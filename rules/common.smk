@@ -1,4 +1,5 @@
 # Shared helpers of the rules: config look-ups, code dependencies.
+import glob
 import os
 
 DATASETS = sorted(config["datasets"])
@@ -27,8 +28,18 @@ def section(name):
 
 
 def code(*modules):
-    """The library modules a rule runs, as inputs: editing one replans that rule."""
-    return [os.path.join(workflow.basedir, "src", "cxrgen", m) for m in modules]
+    """The library modules a rule runs, as inputs: editing one replans that rule.
+
+    A name without ".py" is a package: all of its modules.
+    """
+    paths = []
+    for m in modules:
+        path = os.path.join(workflow.basedir, "src", "cxrgen", m)
+        if m.endswith(".py"):
+            paths.append(path)
+        else:
+            paths += sorted(glob.glob(os.path.join(path, "*.py")))
+    return paths
 
 
 def source_input(wildcards):

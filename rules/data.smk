@@ -8,7 +8,7 @@ rule phantoms:
         cfg=section("phantoms"),
         layout=lambda w: dataset_cfg(w)["layout"],
     input:
-        code("phantoms/__init__.py"),
+        code("phantoms"),
     conda:
         "../envs/cxrgen.yaml"
     log:
@@ -43,7 +43,15 @@ rule phantom_contact_sheet:
 rule preprocess:
     input:
         data=source_input,
-        code=code("data/preprocess.py", "data/dicom.py", "data/imagefolder.py"),
+        code=code(
+            "data/preprocess.py",
+            "data/dicom.py",
+            "data/imagefolder.py",
+            "data/geometry.py",
+            "data/labels.py",
+            "data/intensity.py",
+            "data/store.py",
+        ),
     output:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",

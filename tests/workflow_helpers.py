@@ -27,10 +27,10 @@ def snakemake(
         str(workdir),
         "--cores",
         "2",
-        "--configfile",
+        *args,
+        "--configfile",  # last: it takes every following word as a file
         str(SMOKE),
         *map(str, configs),
-        *args,
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
