@@ -12,11 +12,17 @@ validate(config, "schemas/config.schema.yaml")
 
 
 include: "rules/common.smk"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+
+
 include: "rules/data.smk"
 
 
 rule all:
+    default_target: True
     input:
         expand("results/splits/{dataset}/split.parquet", dataset=DATASETS),
         [f"results/figures/phantoms_{d}.png" for d in PHANTOM_DATASETS],
-    default_target: True

@@ -3,19 +3,24 @@ import glob
 import os
 
 DATASETS = sorted(config["datasets"])
-PHANTOM_DATASETS = [d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"]
+PHANTOM_DATASETS = [
+    d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"
+]
 RESULTS = "results"
 
-# Make the cxrgen package importable by every job, whatever environment runs it
-# (the uv environment, a --sdm conda environment, a SLURM job's shell).
-_src = os.path.join(workflow.basedir, "src")
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (_src, os.environ.get("PYTHONPATH", "")) if p
+# Make the cxrgen package importable by every job, whatever environment runs it (the uv
+# environment, a --sdm conda environment, a SLURM job's shell). Set, not read: no envvars
+# directive applies.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p
+        for p in (
+            os.path.join(workflow.basedir, "src"),
+            os.environ.get("PYTHONPATH", ""),
+        )
+        if p
+    )
 )
-
-
-wildcard_constraints:
-    dataset="|".join(DATASETS),
 
 
 def dataset_cfg(wildcards):
@@ -23,12 +28,12 @@ def dataset_cfg(wildcards):
 
 
 def section(name):
-    """Params function: one config section of the rule's data set (a plain dict)."""
+    """Params function: one config section of the data set of the job (a plain dict)."""
     return lambda wildcards: dict(dataset_cfg(wildcards).get(name) or {})
 
 
 def code(*modules):
-    """The library modules a rule runs, as inputs: editing one replans that rule.
+    """Inputs naming the library modules a job runs; editing one replans its jobs.
 
     A name without ".py" is a package: all of its modules.
     """

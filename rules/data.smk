@@ -2,19 +2,19 @@
 
 
 rule phantoms:
-    output:
-        directory(f"{RESULTS}/phantoms/{{dataset}}"),
-    params:
-        cfg=section("phantoms"),
-        layout=lambda w: dataset_cfg(w)["layout"],
     input:
         code("phantoms"),
-    conda:
-        "../envs/cxrgen.yaml"
+    output:
+        directory(f"{RESULTS}/phantoms/{{dataset}}"),
     log:
         f"{RESULTS}/logs/phantoms/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/phantoms/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    params:
+        cfg=section("phantoms"),
+        layout=lambda w: dataset_cfg(w)["layout"],
     script:
         "../workflow_scripts/phantoms.py"
 
@@ -28,14 +28,14 @@ rule phantom_contact_sheet:
             caption="../report/phantoms.rst",
             category="Data",
         ),
-    params:
-        layout=lambda w: dataset_cfg(w)["layout"],
-    conda:
-        "../envs/cxrgen.yaml"
     log:
         f"{RESULTS}/logs/phantom_contact_sheet/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/phantom_contact_sheet/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    params:
+        layout=lambda w: dataset_cfg(w)["layout"],
     script:
         "../workflow_scripts/phantom_contact_sheet.py"
 
@@ -57,17 +57,17 @@ rule preprocess:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
         rejected=f"{RESULTS}/data/{{dataset}}/rejected.parquet",
         classes=f"{RESULTS}/data/{{dataset}}/classes.json",
-    params:
-        cfg=section("preprocess"),
-    threads: config.get("preprocess_threads", 4)
-    resources:
-        mem_mb=4000,
-    conda:
-        "../envs/cxrgen.yaml"
     log:
         f"{RESULTS}/logs/preprocess/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/preprocess/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    threads: config.get("preprocess_threads", 4)
+    resources:
+        mem_mb=4000,
+    params:
+        cfg=section("preprocess"),
     script:
         "../workflow_scripts/preprocess.py"
 
@@ -84,13 +84,13 @@ rule split:
             category="Data",
         ),
         classes=f"{RESULTS}/splits/{{dataset}}/classes.json",
-    params:
-        cfg=section("split"),
-    conda:
-        "../envs/cxrgen.yaml"
     log:
         f"{RESULTS}/logs/split/{{dataset}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/split/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    params:
+        cfg=section("split"),
     script:
         "../workflow_scripts/split.py"

@@ -87,7 +87,8 @@ def test_empty_data_folder_fails_with_message(tmp_path):
     cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"source": str(tmp_path / "empty")}}})
     proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
     assert proc.returncode != 0
-    assert "cxrgen error" in proc.stderr and "no image files" in proc.stderr.lower()
+    out = proc.stdout + proc.stderr
+    assert "cxrgen error" in out and "is empty: no image files" in out
 
 
 def test_labels_csv_problems_fail_with_message(smoke_run, tmp_path):
@@ -97,12 +98,12 @@ def test_labels_csv_problems_fail_with_message(smoke_run, tmp_path):
     labels.drop(columns=["Target"]).to_csv(raw / "stage_2_train_labels.csv", index=False)
     cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"source": str(raw)}}})
     proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
-    assert proc.returncode != 0 and "Target" in proc.stderr
+    assert proc.returncode != 0 and "Target" in proc.stdout + proc.stderr
 
     extra = pd.concat([labels, labels.iloc[:1].assign(patientId="no-such-image")])
     extra.to_csv(raw / "stage_2_train_labels.csv", index=False)
     proc = snakemake(tmp_path, "results/data/rsna/index.parquet", configs=(cfg,), check=False)
-    assert proc.returncode != 0 and "no-such-image" in proc.stderr
+    assert proc.returncode != 0 and "no-such-image" in proc.stdout + proc.stderr
 
 
 def test_bad_config_is_rejected_naming_the_key(tmp_path):

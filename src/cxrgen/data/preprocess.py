@@ -166,6 +166,8 @@ def preprocess(
     if not input_dir.is_dir():
         what = "is not a folder" if input_dir.exists() else "does not exist"
         raise DataError(f"input folder {input_dir} {what}; point preprocess at the image folder")
+    if not any(input_dir.iterdir()):
+        raise DataError(f"input folder {input_dir} is empty: no image files to preprocess")
     aux = {
         k: _resolve(getattr(cfg, k), input_dir, k, k == "ground_truth")
         for k in ("labels_csv", "class_info_csv", "severity_csv", "ground_truth")
@@ -411,4 +413,7 @@ def _resolve(value: str | None, input_dir: Path, key: str, is_dir: bool = False)
         if cand.is_dir() if is_dir else cand.is_file():
             return cand
     kind = "folder" if is_dir else "file"
-    raise DataError(f"{key} {kind} not found: looked at {' and '.join(map(str, candidates))}")
+    raise DataError(
+        f"{key} {kind} not found: looked at {' and '.join(map(str, candidates))}; "
+        f"give the right path, or set {key} to null if the data set has none"
+    )
