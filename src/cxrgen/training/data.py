@@ -1,0 +1,204 @@
+"""The training data: a split of the tensor store, read lazily, as step-keyed batches.
+
+``images.npy`` is memory-mapped in each process on first use (never pickled into data-loader
+workers); a sample is keyed by (index, step, position) so its augmentation is a pure function
+of the run seed and the key. :class:`StepBatchSampler` yields the keys of every step from a
+given start step: the data order of epoch e is a permutation seeded by (seed, e), so resuming
+at step S only needs S.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from cxrgen.config import check
+from cxrgen.data.classes import read_classes
+from cxrgen.errors import DataError
+from cxrgen.training.augment import Augmentation
+from cxrgen.training.seeding import Purpose, derive_seed, generator
+
+SampleKey = tuple[int, int, int]  # (index in the split, step, position in the global batch)
+
+
+@dataclass(frozen=True)
+class SplitImages:
+    """The images of one split: rows of ``images.npy``, labels, class names, image size."""
+
+    images_path: Path
+    rows: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+    height: int
+    width: int
+    scale: float  # divide stored values by this for [0, 1]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+
+def load_split(store_dir: str | Path, split_dir: str | Path, split: str = "train") -> SplitImages:
+    """The images of split ``split`` (labels >= 0 only); K and image size come from the files."""
+    store_dir, split_dir = Path(store_dir), Path(split_dir)
+    images_path = store_dir / "images.npy"
+    for path, stage in (
+        (images_path, "preprocess"),
+        (split_dir / "split.parquet", "split"),
+        (split_dir / "classes.json", "split"),
+    ):
+        if not path.exists():
+            raise DataError(f"missing {path}: run the {stage} stage first")
+    images = np.load(images_path, mmap_mode="r")
+    if images.ndim != 3:
+        raise DataError(f"{images_path} has shape {images.shape}; expected (N, H, W)")
+    if images.dtype == np.uint8 or images.dtype == np.uint16:
+        scale = float(np.iinfo(images.dtype).max)
+    elif images.dtype.kind == "f":
+        scale = 1.0
+    else:
+        raise DataError(f"{images_path} has dtype {images.dtype}; expected uint8 or uint16")
+    classes = tuple(read_classes(split_dir / "classes.json"))
+    table = pd.read_parquet(split_dir / "split.parquet", columns=["row", "label", "split"])
+    sub = table[(table["split"] == split) & (table["label"] >= 0)]
+    if sub.empty:
+        names = sorted(table["split"].unique())
+        raise DataError(f"split '{split}' has no labelled images in {split_dir}; it has {names}")
+    rows = sub["row"].to_numpy(np.int64)
+    labels = sub["label"].to_numpy(np.int64)
+    if rows.min() < 0 or rows.max() >= len(images):
+        raise DataError(
+            f"split rows exceed the {len(images)} images of {images_path}: re-run split"
+        )
+    if labels.max() >= len(classes):
+        raise DataError(f"labels exceed the {len(classes)} classes of classes.json: re-run split")
+    return SplitImages(
+        images_path, rows, labels, classes, int(images.shape[1]), int(images.shape[2]), scale
+    )
+
+
+def require_every_class(data: SplitImages, what: str = "training") -> None:
+    """ConfigError naming the classes that have no image in ``data``."""
+    counts = data.class_counts()
+    empty = [c for c, n in zip(data.classes, counts, strict=True) if n == 0]
+    check(
+        not empty,
+        f"class(es) {empty} have no {what} images; fix the split (split.classes / fractions) "
+        "or the data so every class of classes.json has some",
+    )
+
+
+class XrayDataset(Dataset):
+    """Items ``(image, label)``: image float32 (1, H, W) in [-1, 1], label int64.
+
+    ``dataset[i]`` is split image i unaugmented; ``dataset[(i, step, position)]`` is image i
+    augmented with parameters seeded by (seed, step, position).
+    """
+
+    def __init__(self, data: SplitImages, seed: int = 0, augmentation: Augmentation | None = None):
+        self.data = data
+        self.seed = seed
+        self.augmentation = augmentation
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getstate__(self):  # workers re-open the memory map instead of copying it
+        return {**self.__dict__, "_images": None}
+
+    def unit_image(self, index: int) -> torch.Tensor:
+        """Image ``index`` as float32 (1, H, W) in [0, 1]."""
+        if self._images is None:
+            self._images = np.load(self.data.images_path, mmap_mode="r")
+        raw = np.asarray(self._images[self.data.rows[index]], dtype=np.float32)
+        return torch.from_numpy(raw / np.float32(self.data.scale))[None]
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(key, tuple):
+            index, step, position = key
+        else:
+            index, step, position = key, None, None
+        image = self.unit_image(index)
+        if self.augmentation is not None and step is not None:
+            params = self.augmentation.draw(generator(self.seed, Purpose.AUGMENT, step, position))
+            image = self.augmentation.apply(image, params)
+        label = torch.tensor(self.data.labels[index], dtype=torch.int64)
+        return image * 2 - 1, label
+
+
+class StepBatchSampler(Sampler[list[SampleKey]]):
+    """Yields, for each step in [start_step, stop_step), this process's keys of that step.
+
+    The global batch of step s is positions s*B ... s*B+B-1 of an endless stream made of
+    epochs; epoch e is a permutation of the split seeded by (seed, e), or with ``balanced`` a
+    class-balanced draw with replacement of len(split) indices. Process ``rank`` of ``world``
+    gets the contiguous chunk rank*B/world ... (rank+1)*B/world of each global batch.
+    """
+
+    def __init__(
+        self,
+        labels: np.ndarray,
+        batch_size: int,
+        seed: int,
+        start_step: int,
+        stop_step: int,
+        balanced: bool = False,
+        rank: int = 0,
+        world: int = 1,
+    ):
+        if batch_size % world:
+            raise ValueError(f"batch size {batch_size} is not divisible by {world} processes")
+        self.labels = np.asarray(labels)
+        self.batch_size, self.seed, self.balanced = batch_size, seed, balanced
+        self.start_step, self.stop_step = start_step, stop_step
+        self.local = slice(rank * batch_size // world, (rank + 1) * batch_size // world)
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return max(0, self.stop_step - self.start_step)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        if self._epoch is None or self._epoch[0] != epoch:
+            g = generator(self.seed, Purpose.ORDER, epoch)
+            n = len(self.labels)
+            if self.balanced:
+                counts = np.bincount(self.labels)
+                weights = torch.from_numpy(1.0 / counts[self.labels])
+                order = torch.multinomial(weights, n, replacement=True, generator=g)
+            else:
+                order = torch.randperm(n, generator=g)
+            self._epoch = (epoch, order.numpy())
+        return self._epoch[1]
+
+    def global_indices(self, step: int) -> np.ndarray:
+        """Split indices of the whole batch of ``step`` (all processes)."""
+        n = len(self.labels)
+        positions = step * self.batch_size + np.arange(self.batch_size)
+        out = np.empty(self.batch_size, dtype=np.int64)
+        for epoch in np.unique(positions // n):
+            here = positions // n == epoch
+            out[here] = self.epoch_order(int(epoch))[positions[here] % n]
+        return out
+
+    def __iter__(self):
+        for step in range(self.start_step, self.stop_step):
+            indices = self.global_indices(step)
+            positions = range(self.batch_size)[self.local]
+            yield [(int(indices[p]), step, p) for p in positions]
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Seed of the per-step generator (timesteps, noise, label dropout)."""
+    return derive_seed(seed, Purpose.STEP, step)
