@@ -1,0 +1,244 @@
+"""Train the class-conditional DCGAN baseline: ``train_dcgan(...)``; ``load_dcgan(dir)``.
+
+Same data, resolution, seeding, checkpoint / resume and EMA machinery as the StarGAN trainer
+(:func:`cxrgen.gan.loop.run_gan_training`); the step is one discriminator update (reals of
+their class vs fakes of uniformly drawn classes) and one non-saturating generator update.
+
+Outputs in ``out_dir``: ``generator.safetensors`` (EMA weights) + ``config.json``,
+``classes.json``, ``loss.parquet`` + ``loss.png``, ``samples.png`` (one labelled row per
+class), ``provenance.json`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from cxrgen import provenance
+from cxrgen.config import check
+from cxrgen.data.classes import write_classes
+from cxrgen.gan.artifacts import (
+    Panel,
+    load_weights,
+    read_model_config,
+    save_networks,
+    write_gan_loss,
+    write_labelled_grid,
+)
+from cxrgen.gan.config import GANTrainConfig
+from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator, check_dcgan_geometry
+from cxrgen.gan.loop import GanBatch, GanSpec, Updates, run_gan_training
+from cxrgen.gan.stargan_losses import adversarial_loss
+from cxrgen.training.data import load_split, require_every_class
+from cxrgen.training.loop import StepContext, seeded
+from cxrgen.training.seeding import Purpose, generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DCGANTrainConfig(GANTrainConfig):
+    """Class-conditional DCGAN training (shared keys on GANTrainConfig / TrainLoopConfig).
+
+    latent_dim: z size. embed_dim: class-embedding size fed to the generator with z.
+    base_dim / max_conv_dim: conv widths at the image side / cap. upsamplings: transposed convs
+        (the image side must be divisible by 2**upsamplings; 4 at 64 px, 6 at 256 px starts
+        from 4 x 4). n_sample_per_class: columns of samples.png.
+    """
+
+    lr: float = 2e-4
+    adam_beta1: float = 0.5
+    adam_beta2: float = 0.999
+    weight_decay: float = 0.0
+    latent_dim: int = 100
+    embed_dim: int = 50
+    base_dim: int = 64
+    max_conv_dim: int = 512
+    upsamplings: int = 4
+    n_sample_per_class: int = 8
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("latent_dim", "embed_dim", "base_dim", "max_conv_dim", "upsamplings"):
+            check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        check(self.n_sample_per_class >= 1, "n_sample_per_class must be >= 1")
+
+
+def dcgan_discriminator_loss(
+    G: nn.Module,
+    D: nn.Module,
+    x_real: torch.Tensor,
+    y_real: torch.Tensor,
+    z: torch.Tensor,
+    y_fake: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """BCE(D(x, y), 1) + BCE(D(G(z, y'), y'), 0)."""
+    with torch.no_grad():
+        x_fake = G(z, y_fake)
+    loss_real = adversarial_loss(D(x_real, y_real), 1.0)
+    loss_fake = adversarial_loss(D(x_fake, y_fake), 0.0)
+    return loss_real + loss_fake, {"real": loss_real.item(), "fake": loss_fake.item()}
+
+
+def dcgan_generator_loss(
+    G: nn.Module, D: nn.Module, z: torch.Tensor, y_fake: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Non-saturating BCE(D(G(z, y'), y'), 1)."""
+    loss = adversarial_loss(D(G(z, y_fake), y_fake), 1.0)
+    return loss, {"adv": loss.item()}
+
+
+def dcgan_step(
+    batch: GanBatch,
+    ctx: StepContext,
+    updates: Updates,
+    state: dict[str, float],
+    *,
+    G: nn.Module,
+    D: nn.Module,
+    latent_dim: int,
+    num_classes: int,
+) -> dict[str, float]:
+    z, y_fake = ctx.randn(latent_dim), ctx.randint(num_classes)
+    d_loss, d_stats = dcgan_discriminator_loss(G, D, batch.x, batch.y, z, y_fake)
+    updates(d_loss, "discriminator")
+    g_loss, g_stats = dcgan_generator_loss(G, D, z, y_fake)
+    updates(g_loss, "generator")
+    return {f"d_{k}": v for k, v in d_stats.items()} | {f"g_{k}": v for k, v in g_stats.items()}
+
+
+@dataclass
+class DCGANModel:
+    """A trained class-conditional generator (EMA weights)."""
+
+    generator: DCGANGenerator
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    latent_dim: int
+    config: dict[str, Any]
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, H, W) in [-1, 1] of classes y."""
+        return self.generator(z, y).clamp(-1, 1)
+
+
+def load_dcgan(model_dir: str | Path, device: str | torch.device = "cpu") -> DCGANModel:
+    """Rebuild the EMA generator saved by :func:`train_dcgan` (eval mode, frozen)."""
+    config = read_model_config(model_dir, "dcgan")
+    gen = load_weights(model_dir, "generator", DCGANGenerator(**config["generator"]))
+    return DCGANModel(
+        gen.to(device),
+        tuple(config["classes"]),
+        tuple(config["image_size"]),
+        int(config["generator"]["latent_dim"]),
+        config,
+    )
+
+
+def latent(seed: int, latent_dim: int, *parts: int) -> torch.Tensor:
+    """The z of one sample: its own generator seeded by (seed, SAMPLE, *parts)."""
+    return torch.randn(latent_dim, generator=generator(seed, Purpose.SAMPLE, *parts))
+
+
+def class_panel(model: DCGANModel, n: int, seed: int) -> Panel:
+    device = next(model.generator.parameters()).device
+    k = len(model.classes)
+    images = np.empty((k, n, *model.image_size), np.float32)
+    for c in range(k):
+        z = torch.stack([latent(seed, model.latent_dim, c, i) for i in range(n)]).to(device)
+        out = model.sample(z, torch.full((n,), c, dtype=torch.long, device=device))
+        images[c] = (out[:, 0].cpu().numpy() + 1) / 2
+    return Panel(
+        "class-conditional DCGAN samples",
+        images,
+        list(model.classes),
+        [f"sample {i + 1}" for i in range(n)],
+    )
+
+
+def train_dcgan(
+    store_dir: str | Path,
+    split_dir: str | Path,
+    out_dir: str | Path,
+    cfg: DCGANTrainConfig,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train on the 'train' split; write the outputs listed in the module doc; return the loss
+    table. Re-running with the same ``out_dir`` resumes from the newest checkpoint."""
+    store_dir, split_dir, out_dir = Path(store_dir), Path(split_dir), Path(out_dir)
+    data = load_split(store_dir, split_dir, "train")
+    require_every_class(data)
+    check_dcgan_geometry(data.height, data.width, cfg.upsamplings)
+    k, size = data.num_classes, (data.height, data.width)
+    common = {"image_size": list(size), "num_classes": k, "n_up": cfg.upsamplings}
+    common |= {"base_dim": cfg.base_dim, "max_conv_dim": cfg.max_conv_dim, "channels": 1}
+    g_kwargs = {**common, "latent_dim": cfg.latent_dim, "embed_dim": cfg.embed_dim}
+    nets = seeded(
+        cfg.seed,
+        lambda: nn.ModuleDict(
+            {"generator": DCGANGenerator(**g_kwargs), "discriminator": DCGANDiscriminator(**common)}
+        ),
+    )
+    config = {
+        "kind": "dcgan",
+        "classes": list(data.classes),
+        "image_size": list(size),
+        "generator": g_kwargs,
+        "discriminator": common,
+        "train": cfg.as_dict(),
+    }
+    counts = {n: sum(p.numel() for p in m.parameters()) / 1e6 for n, m in nets.items()}
+    log.info("DCGAN parameters (M): %s", {n: round(v, 3) for n, v in counts.items()})
+
+    def write_samples(path: Path, averaged: dict[str, nn.Module]) -> None:
+        model = DCGANModel(averaged["generator"], data.classes, size, cfg.latent_dim, config)
+        write_labelled_grid(path, [class_panel(model, cfg.n_sample_per_class, cfg.seed)])
+
+    spec = GanSpec(
+        nets=dict(nets),
+        step=functools.partial(
+            dcgan_step,
+            G=nets["generator"],
+            D=nets["discriminator"],
+            latent_dim=cfg.latent_dim,
+            num_classes=k,
+        ),
+        ema=("generator",),
+    )
+    periodic = None
+    if cfg.sample_every:
+        periodic = (
+            cfg.sample_every,
+            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
+        )
+    outcome = run_gan_training(
+        spec, data, out_dir, cfg, stage="train_dcgan", progress=progress, periodic=periodic
+    )
+    save_networks(out_dir, outcome.averaged, config)
+    write_classes(out_dir / "classes.json", list(data.classes))
+    write_gan_loss(out_dir, outcome.history, "class-conditional DCGAN losses")
+    write_samples(out_dir / "samples.png", outcome.averaged)
+    provenance.write(
+        out_dir / "provenance.json",
+        "train_dcgan",
+        cfg,
+        store=str(store_dir),
+        split=str(split_dir),
+        classes=list(data.classes),
+        class_counts=data.class_counts().tolist(),
+        image_size=list(size),
+        resumed_from_step=outcome.start_step,
+        parameters_m=counts,
+        device=str(outcome.device),
+    )
+    log.info("wrote DCGAN model to %s", out_dir)
+    return outcome.history

@@ -1,0 +1,316 @@
+"""Train Med-StyleGAN2 (StarGAN v2, w_hpf = 0, lambda_ds = 2): ``train_stargan(...)``.
+
+Each step, as StarGAN v2: a discriminator update with latent-guided fakes, one with
+reference-guided fakes, a generator update latent-guided (generator, mapping network and style
+encoder step) and one reference-guided (the generator steps); then the EMA copies move and
+lambda_ds decays linearly towards 0 over ``ds_iter`` steps (its current value is checkpointed).
+
+Outputs in ``out_dir``: ``generator.safetensors``, ``mapping_network.safetensors``,
+``style_encoder.safetensors`` (EMA weights) + ``config.json`` (:func:`load_stargan`),
+``classes.json``, ``loss.parquet`` + ``loss.png``, ``samples.png`` (latent- and
+reference-guided translations of each source domain into each target domain),
+``provenance.json`` and ``checkpoints/`` (re-running resumes from the newest).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cxrgen import provenance
+from cxrgen.config import check
+from cxrgen.data.classes import write_classes
+from cxrgen.gan.artifacts import (
+    Panel,
+    load_weights,
+    read_model_config,
+    save_networks,
+    write_gan_loss,
+    write_labelled_grid,
+)
+from cxrgen.gan.config import GANTrainConfig
+from cxrgen.gan.loop import GanBatch, GanSpec, Updates, run_gan_training
+from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
+from cxrgen.gan.stargan_nets import StarGANNets, build_stargan, check_generator_geometry
+from cxrgen.training.data import SplitImages, XrayDataset, load_split, require_every_class
+from cxrgen.training.loop import StepContext, seeded
+from cxrgen.training.seeding import Purpose, generator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StarGANTrainConfig(GANTrainConfig):
+    """StarGAN v2 / Med-StyleGAN2 training (shared keys on GANTrainConfig / TrainLoopConfig).
+
+    latent_dim / style_dim: sizes of z and of the style code. base_dim / max_conv_dim: conv
+        widths (first level, cap). g_downsamplings: generator encoder halvings (the image side
+        must be divisible by 2**g_downsamplings; StarGAN v2 uses log2(size) - 4, i.e. 4 at 256).
+    g_bottleneck_blocks: residual blocks at the bottleneck. mapping_dim: mapping MLP width.
+    mapping_lr: the mapping network's learning rate (StarGAN v2: f_lr = 1e-6).
+    lambda_reg / lambda_sty / lambda_cyc: R1, style-reconstruction and cycle weights.
+    lambda_ds: initial diversity-sensitive weight (Med-StyleGAN2: 2), decayed linearly to 0
+        over ds_iter steps. w_hpf: must be 0 (no face-landmark high-pass branch).
+    n_sample_per_domain: source images per domain in samples.png.
+    """
+
+    latent_dim: int = 16
+    style_dim: int = 64
+    base_dim: int = 64
+    max_conv_dim: int = 512
+    g_downsamplings: int = 4
+    g_bottleneck_blocks: int = 2
+    mapping_dim: int = 512
+    mapping_lr: float = 1e-6
+    lambda_reg: float = 1.0
+    lambda_sty: float = 1.0
+    lambda_ds: float = 2.0
+    lambda_cyc: float = 1.0
+    ds_iter: int = 100_000
+    w_hpf: float = 0.0
+    n_sample_per_domain: int = 2
+
+    def __post_init__(self):
+        super().__post_init__()
+        for key in ("latent_dim", "style_dim", "base_dim", "max_conv_dim", "mapping_dim"):
+            check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
+        check(self.max_conv_dim >= self.base_dim, "max_conv_dim must be >= base_dim")
+        check(self.g_downsamplings >= 0, "g_downsamplings must be >= 0")
+        check(self.g_bottleneck_blocks >= 0, "g_bottleneck_blocks must be >= 0")
+        check(self.mapping_lr > 0, f"mapping_lr must be > 0, got {self.mapping_lr}")
+        for key in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc"):
+            check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
+        check(self.ds_iter >= 1, f"ds_iter must be >= 1, got {self.ds_iter}")
+        check(
+            self.w_hpf == 0,
+            f"w_hpf must be 0 (Med-StyleGAN2 drops StarGAN v2's face-mask high-pass branch), "
+            f"got {self.w_hpf}",
+        )
+        check(self.n_sample_per_domain >= 1, "n_sample_per_domain must be >= 1")
+
+
+def architecture(cfg: StarGANTrainConfig, num_domains: int, height: int, width: int) -> dict:
+    """The constructor keyword arguments of the four networks (saved in config.json)."""
+    trunk = {"base_dim": cfg.base_dim, "max_conv_dim": cfg.max_conv_dim, "channels": 1}
+    return {
+        "generator": {
+            "style_dim": cfg.style_dim,
+            "n_down": cfg.g_downsamplings,
+            "n_bottleneck": cfg.g_bottleneck_blocks,
+            **trunk,
+        },
+        "mapping_network": {
+            "latent_dim": cfg.latent_dim,
+            "style_dim": cfg.style_dim,
+            "num_domains": num_domains,
+            "hidden_dim": cfg.mapping_dim,
+        },
+        "style_encoder": {
+            "image_size": [height, width],
+            "style_dim": cfg.style_dim,
+            "num_domains": num_domains,
+            **trunk,
+        },
+        "discriminator": {"image_size": [height, width], "num_domains": num_domains, **trunk},
+    }
+
+
+def check_domains(data: SplitImages) -> None:
+    check(
+        data.num_classes >= 2,
+        f"StarGAN translates between domains but the split has {data.num_classes} class "
+        f"({list(data.classes)}); configure at least 2 classes in the split",
+    )
+    require_every_class(data)
+
+
+def stargan_step(
+    batch: GanBatch,
+    ctx: StepContext,
+    updates: Updates,
+    state: dict[str, float],
+    *,
+    nets: StarGANNets,
+    cfg: StarGANTrainConfig,
+) -> dict[str, float]:
+    """One StarGAN v2 step: D latent, D reference, G latent, G reference; decay lambda_ds."""
+    x, y, y_trg = batch.x, batch.y, batch.y_ref
+    x_ref, x_ref2 = batch.refs
+    z, z2 = ctx.randn(cfg.latent_dim), ctx.randn(cfg.latent_dim)
+    stats: dict[str, float] = {}
+    d_latent, s = discriminator_loss(nets, x, y, y_trg, z_trg=z, lambda_reg=cfg.lambda_reg)
+    updates(d_latent, "discriminator")
+    stats |= {f"d_latent_{k}": v for k, v in s.items()}
+    d_ref, s = discriminator_loss(nets, x, y, y_trg, x_ref=x_ref, lambda_reg=cfg.lambda_reg)
+    updates(d_ref, "discriminator")
+    stats |= {f"d_ref_{k}": v for k, v in s.items()}
+    weights = {
+        "lambda_sty": cfg.lambda_sty,
+        "lambda_ds": state["lambda_ds"],
+        "lambda_cyc": cfg.lambda_cyc,
+    }
+    g_latent, s = generator_loss(nets, x, y, y_trg, z_trgs=(z, z2), **weights)
+    updates(g_latent, "generator", "mapping_network", "style_encoder")
+    stats |= {f"g_latent_{k}": v for k, v in s.items()}
+    g_ref, s = generator_loss(nets, x, y, y_trg, x_refs=(x_ref, x_ref2), **weights)
+    updates(g_ref, "generator")
+    stats |= {f"g_ref_{k}": v for k, v in s.items()}
+    state["lambda_ds"] = decay_ds(state["lambda_ds"], cfg.lambda_ds, cfg.ds_iter)
+    return stats
+
+
+@dataclass
+class StarGANModel:
+    """A trained translator (EMA weights): generator, mapping network, style encoder."""
+
+    nets: StarGANNets
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    latent_dim: int
+    config: dict[str, Any]
+
+    @torch.no_grad()
+    def translate_latent(self, x: torch.Tensor, y_trg: torch.Tensor, z: torch.Tensor):
+        """x (B, 1, H, W) in [-1, 1] -> domains y_trg with styles F(z, y_trg); clamped."""
+        return self.nets.generator(x, self.nets.mapping_network(z, y_trg)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def translate_reference(self, x: torch.Tensor, y_trg: torch.Tensor, x_ref: torch.Tensor):
+        """x -> domains y_trg with the styles E(x_ref, y_trg) of reference images; clamped."""
+        return self.nets.generator(x, self.nets.style_encoder(x_ref, y_trg)).clamp(-1, 1)
+
+
+def load_stargan(model_dir: str | Path, device: str | torch.device = "cpu") -> StarGANModel:
+    """Rebuild the EMA networks saved by :func:`train_stargan` (eval mode, frozen)."""
+    config = read_model_config(model_dir, "stargan")
+    nets = build_stargan(config["architecture"], with_discriminator=False)
+    for name, net in nets.modules().items():
+        load_weights(model_dir, name, net).to(device)
+    return StarGANModel(
+        nets,
+        tuple(config["classes"]),
+        tuple(config["image_size"]),
+        int(config["architecture"]["mapping_network"]["latent_dim"]),
+        config,
+    )
+
+
+def sample_panels(model: StarGANModel, data: SplitImages, n_per_domain: int, seed: int):
+    """Latent- and reference-guided translations of the first training images of each domain."""
+    dataset, k = XrayDataset(data), len(model.classes)
+    device = next(model.nets.generator.parameters()).device
+    members = [np.flatnonzero(data.labels == c) for c in range(k)]
+    sources = [(c, int(i)) for c in range(k) for i in members[c][:n_per_domain]]
+    x = torch.stack([dataset[i][0] for _, i in sources]).to(device)
+    refs = torch.stack([dataset[int(members[c][-1])][0] for c in range(k)]).to(device)
+    z = torch.stack(
+        [
+            torch.randn(model.latent_dim, generator=generator(seed, Purpose.SAMPLE, t))
+            for t in range(k)
+        ]
+    ).to(device)
+    n = len(sources)
+    latent = np.full((n, k + 1, *model.image_size), np.nan, np.float32)
+    reference = np.full((n + 1, k + 1, *model.image_size), np.nan, np.float32)
+    unit = (x[:, 0].cpu().numpy() + 1) / 2
+    latent[:, 0], reference[1:, 0] = unit, unit
+    reference[0, 1:] = (refs[:, 0].cpu().numpy() + 1) / 2
+    for t in range(k):
+        y_t = torch.full((n,), t, dtype=torch.long, device=device)
+        out = model.translate_latent(x, y_t, z[t].expand(n, -1))
+        latent[:, t + 1] = (out[:, 0].cpu().numpy() + 1) / 2
+        out = model.translate_reference(x, y_t, refs[t].expand(n, -1, -1, -1))
+        reference[1:, t + 1] = (out[:, 0].cpu().numpy() + 1) / 2
+    rows = [f"source: {model.classes[c]}" for c, _ in sources]
+    targets = [f"to {name}" for name in model.classes]
+    return [
+        Panel("latent-guided (one z per target domain)", latent, rows, ["source", *targets]),
+        Panel(
+            "reference-guided (style of the top-row reference)",
+            reference,
+            ["references", *rows],
+            ["source", *[f"ref {name}" for name in model.classes]],
+        ),
+    ]
+
+
+def train_stargan(
+    store_dir: str | Path,
+    split_dir: str | Path,
+    out_dir: str | Path,
+    cfg: StarGANTrainConfig,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train on the 'train' split; write the outputs listed in the module doc; return the loss
+    table. Re-running with the same ``out_dir`` resumes from the newest checkpoint."""
+    store_dir, split_dir, out_dir = Path(store_dir), Path(split_dir), Path(out_dir)
+    data = load_split(store_dir, split_dir, "train")
+    check_domains(data)
+    check_generator_geometry(data.height, data.width, cfg.g_downsamplings)
+    arch = architecture(cfg, data.num_classes, data.height, data.width)
+    nets = seeded(cfg.seed, lambda: torch.nn.ModuleDict(build_stargan(arch).modules()))
+    counts = {n: sum(p.numel() for p in m.parameters()) / 1e6 for n, m in nets.items()}
+    log.info("StarGAN v2 parameters (M): %s", {n: round(v, 3) for n, v in counts.items()})
+    config = {
+        "kind": "stargan",
+        "classes": list(data.classes),
+        "image_size": [data.height, data.width],
+        "architecture": arch,
+        "train": cfg.as_dict(),
+    }
+
+    def as_model(averaged: dict[str, torch.nn.Module]) -> StarGANModel:
+        parts = StarGANNets(
+            averaged["generator"], averaged["mapping_network"], averaged["style_encoder"]
+        )
+        size = (data.height, data.width)
+        return StarGANModel(parts, data.classes, size, cfg.latent_dim, config)
+
+    def write_samples(path: Path, averaged: dict[str, torch.nn.Module]) -> None:
+        panels = sample_panels(as_model(averaged), data, cfg.n_sample_per_domain, cfg.seed)
+        write_labelled_grid(path, panels, "Med-StyleGAN2 (StarGAN v2) translations")
+
+    spec = GanSpec(
+        nets=dict(nets),
+        step=functools.partial(stargan_step, nets=StarGANNets(**nets), cfg=cfg),
+        ema=("generator", "mapping_network", "style_encoder"),
+        lrs={"mapping_network": cfg.mapping_lr},
+        state={"lambda_ds": cfg.lambda_ds},
+        n_ref=2,
+    )
+    periodic = None
+    if cfg.sample_every:
+        periodic = (
+            cfg.sample_every,
+            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
+        )
+    outcome = run_gan_training(
+        spec, data, out_dir, cfg, stage="train_stargan", progress=progress, periodic=periodic
+    )
+    save_networks(out_dir, outcome.averaged, config)
+    write_classes(out_dir / "classes.json", list(data.classes))
+    write_gan_loss(out_dir, outcome.history, "Med-StyleGAN2 (StarGAN v2) losses")
+    write_samples(out_dir / "samples.png", outcome.averaged)
+    provenance.write(
+        out_dir / "provenance.json",
+        "train_stargan",
+        cfg,
+        store=str(store_dir),
+        split=str(split_dir),
+        classes=list(data.classes),
+        class_counts=data.class_counts().tolist(),
+        image_size=[data.height, data.width],
+        resumed_from_step=outcome.start_step,
+        final_lambda_ds=outcome.state["lambda_ds"],
+        parameters_m=counts,
+        device=str(outcome.device),
+    )
+    log.info("wrote StarGAN model to %s", out_dir)
+    return outcome.history

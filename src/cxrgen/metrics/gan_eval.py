@@ -1,0 +1,346 @@
+"""Evaluate synthetic sets: ``evaluate_gan({"stargan": d1, "dcgan": d2}, store, split, out, cfg)``.
+
+Metrics are registered by name (:data:`METRICS`) and all land in one tidy table
+``gan_metrics.parquet`` with columns metric, model, mode, source, target, value, n, status:
+
+- ``fid`` / ``fid_cxr``: Frechet distance between the generated images of one task (StarGAN:
+  mode x source domain x target domain; DCGAN: class) and the real images of the target domain
+  in ``real_split`` (StarGAN v2 compares with the training images), in Inception or chest-X-ray
+  classifier feature space. Rows with source ``mean`` are the mean over source domains (the
+  paper's per-target FID) and target ``mean`` the mean over all tasks; the DCGAN row with target
+  ``all`` compares the whole generated set with all real images (the paper's baseline FID).
+  n = generated images.
+- ``lpips``: mean pairwise LPIPS among the outputs of one source image, averaged over the
+  source images of a task (n = source images), then over sources per target.
+
+status: ``ok``; ``random_weights`` (evaluation networks randomly initialised, numbers not
+comparable); ``unavailable`` (pretrained weights or classifier missing and
+``metrics_optional``); ``too_few_images`` / ``numerical_error`` (value NaN). Also written:
+``gan_metrics.png`` (this run beside the paper's Table 1) and ``provenance.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cxrgen import io, provenance
+from cxrgen.config import check
+from cxrgen.data.classes import read_classes
+from cxrgen.errors import DataError
+from cxrgen.gan.loop import resolve_device
+from cxrgen.metrics.fid import (
+    ClassifierFeatures,
+    InceptionFeatures,
+    Stats,
+    extract,
+    frechet_distance,
+    gaussian_stats,
+)
+from cxrgen.metrics.lpips_diversity import PairwiseLPIPS, diversity_per_group
+from cxrgen.metrics.paper import write_comparison_figure
+from cxrgen.metrics.weights import WeightsMissing, build_inception, build_lpips
+from cxrgen.training.data import load_split
+from cxrgen.training.seeding import Purpose, derive_seed
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["metric", "model", "mode", "source", "target", "value", "n", "status"]
+NO_SOURCE = "-"
+FID_DIMS = (64, 192, 768, 2048)
+
+
+@dataclass(frozen=True)
+class GANEvalConfig:
+    """FID / LPIPS evaluation of generated sets.
+
+    metrics: any of 'fid' (Inception), 'fid_cxr' (noise-aware classifier features at
+        ``cxr_timestep``; needs the classifier folder), 'lpips' (StarGAN outputs only).
+    real_split: the split whose images of the target domain are the reference distribution.
+    fid_dims: Inception feature block (2048 = standard FID; 64 / 192 / 768 as pytorch-fid's
+        --dims, for quick smoke runs: the 2048-d matrix square root takes ~1 min on a CPU).
+    max_real_per_domain: cap on real images per domain (a seeded subset; 0 = all).
+    batch_size: images per feature-extraction batch (and LPIPS pairs per batch).
+    metrics_optional: missing pretrained weights (or classifier) give status 'unavailable'
+        instead of an error. random_weights: build Inception / AlexNet with seeded random
+        weights (smoke runs; status 'random_weights'). weights_dir: a folder searched before
+        $TORCH_HOME/hub/checkpoints for the weight files.
+    lpips_min_size: images smaller than this are upsampled for LPIPS. seed: subsets / random
+        weights. device: auto / cpu / cuda.
+    """
+
+    metrics: tuple[str, ...] = ("fid", "fid_cxr", "lpips")
+    fid_dims: int = 2048
+    real_split: str = "train"
+    max_real_per_domain: int = 0
+    batch_size: int = 50
+    metrics_optional: bool = False
+    random_weights: bool = False
+    weights_dir: str = ""
+    lpips_min_size: int = 64
+    cxr_timestep: int = 0
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self):
+        unknown = sorted(set(self.metrics) - set(METRICS))
+        check(not unknown, f"unknown metric(s) {unknown}; choose from {sorted(METRICS)}")
+        check(self.fid_dims in FID_DIMS, f"fid_dims must be one of {FID_DIMS}, got {self.fid_dims}")
+        check(self.max_real_per_domain >= 0, "max_real_per_domain must be >= 0 (0 = all)")
+        check(self.batch_size >= 1, "batch_size must be >= 1")
+        check(self.lpips_min_size >= 32, "lpips_min_size must be >= 32 (AlexNet's pooling)")
+        check(self.cxr_timestep >= 0, "cxr_timestep must be >= 0")
+        check(
+            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
+        )
+
+
+@dataclass
+class GeneratedSet:
+    index: pd.DataFrame
+    images: np.ndarray  # memmap (N, H, W)
+
+
+@dataclass
+class EvalContext:
+    sets: dict[str, GeneratedSet]
+    real_images: np.ndarray
+    real_rows: dict[str, np.ndarray]  # target domain -> store rows of the real images
+    cfg: GANEvalConfig
+    device: torch.device
+    classifier_dir: Path | None
+    progress: bool
+
+
+Group = tuple[str, str, str, np.ndarray]  # mode, source, target, rows of the generated set
+
+
+def task_groups(index: pd.DataFrame) -> Iterator[Group]:
+    """(mode, source, target, rows): StarGAN tasks, or DCGAN classes (source '-')."""
+    table = index.assign(source=index["source_domain"].replace("", NO_SOURCE))
+    for (mode, source, target), sub in table.groupby(
+        ["mode", "source", "target_domain"], sort=False
+    ):
+        yield str(mode), str(source), str(target), sub["row"].to_numpy()
+
+
+def _row(metric, model, mode, source, target, value, n, status) -> dict[str, Any]:
+    return dict(zip(COLUMNS, (metric, model, mode, source, target, value, n, status), strict=True))
+
+
+def _fd(a: Stats, b: Stats, status: str) -> tuple[float, str]:
+    if a.n < 2 or b.n < 2:
+        return float("nan"), "too_few_images"
+    try:
+        return frechet_distance(a, b), status
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        log.warning("Frechet distance failed (%s)", exc)
+        return float("nan"), "numerical_error"
+
+
+def frechet_rows(
+    metric: str,
+    model: str,
+    groups: list[Group],
+    features_of: Callable[[np.ndarray], np.ndarray],
+    real: Mapping[str, Stats],
+    real_all: Stats,
+    status: str = "ok",
+) -> list[dict[str, Any]]:
+    """One row per group against the real stats of its target; DCGAN also the pooled 'all'."""
+    rows, pooled = [], {}
+    for mode, source, target, members in groups:
+        features = features_of(members)
+        value, st = _fd(gaussian_stats(features), real[target], status)
+        rows.append(_row(metric, model, mode, source, target, value, len(members), st))
+        if source == NO_SOURCE:
+            pooled.setdefault(mode, []).append(features)
+    for mode, parts in pooled.items():
+        features = np.concatenate(parts)
+        value, st = _fd(gaussian_stats(features), real_all, status)
+        rows.append(_row(metric, model, mode, NO_SOURCE, "all", value, len(features), st))
+    return rows
+
+
+def _combined_status(statuses: pd.Series) -> str:
+    unique = set(statuses)
+    return unique.pop() if len(unique) == 1 else "partial"
+
+
+def add_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Append per-target means over source domains and the mean over all tasks (StarGAN)."""
+    tasks = table[(table["source"] != NO_SOURCE) & (table["source"] != "mean")]
+    extra = []
+
+    def mean_row(key: tuple, target: str, part: pd.DataFrame) -> dict[str, Any]:
+        value, n, status = part["value"].mean(), int(part["n"].sum()), part["status"]
+        return _row(*key, "mean", target, value, n, _combined_status(status))
+
+    for key, sub in tasks.groupby(["metric", "model", "mode"], sort=False):
+        extra += [mean_row(key, target, per) for target, per in sub.groupby("target", sort=False)]
+        extra.append(mean_row(key, "mean", sub))
+    return pd.concat([table, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
+
+
+def _frechet_metric(ctx: EvalContext, extractor, metric: str, status: str) -> list[dict]:
+    def features(array, rows, what):
+        return extract(extractor, array, rows, ctx.cfg.batch_size, what, ctx.progress)
+
+    real_features = {
+        d: features(ctx.real_images, r, f"{metric} real {d}") for d, r in ctx.real_rows.items()
+    }
+    real = {d: gaussian_stats(f) for d, f in real_features.items()}
+    real_all = gaussian_stats(np.concatenate(list(real_features.values())))
+    rows = []
+    for name, gen in ctx.sets.items():
+        groups = [g for g in task_groups(gen.index) if g[2] in real]
+        rows += frechet_rows(
+            metric,
+            name,
+            groups,
+            lambda r, gen=gen, name=name: features(gen.images, r, f"{metric} {name}"),
+            real,
+            real_all,
+            status,
+        )
+    return rows
+
+
+def fid_metric(ctx: EvalContext) -> list[dict]:
+    extra = [ctx.cfg.weights_dir] if ctx.cfg.weights_dir else []
+    net = build_inception(extra, ctx.cfg.random_weights, ctx.cfg.seed, ctx.cfg.fid_dims)
+    status = "random_weights" if ctx.cfg.random_weights else "ok"
+    return _frechet_metric(ctx, InceptionFeatures(net, ctx.device), "fid", status)
+
+
+def fid_cxr_metric(ctx: EvalContext) -> list[dict]:
+    from cxrgen.classifier.model import load_classifier
+
+    if ctx.classifier_dir is None:
+        raise WeightsMissing("fid_cxr needs the noise-aware classifier folder (classifier_dir)")
+    extractor = ClassifierFeatures(
+        load_classifier(ctx.classifier_dir), ctx.device, ctx.cfg.cxr_timestep
+    )
+    return _frechet_metric(ctx, extractor, "fid_cxr", "ok")
+
+
+def lpips_metric(ctx: EvalContext) -> list[dict]:
+    extra = [ctx.cfg.weights_dir] if ctx.cfg.weights_dir else []
+    net = build_lpips(extra, ctx.cfg.random_weights, ctx.cfg.seed)
+    metric = PairwiseLPIPS(net, ctx.device, ctx.cfg.lpips_min_size, ctx.cfg.batch_size)
+    status = "random_weights" if ctx.cfg.random_weights else "ok"
+    rows = []
+    for name, gen in ctx.sets.items():
+        for mode, source, target, members in task_groups(gen.index):
+            if source == NO_SOURCE:
+                continue  # diversity among outputs of one source image: translators only
+            sub = gen.index.set_index("row").loc[members]
+            per_source = [g.index.to_numpy() for _, g in sub.groupby("source_row", sort=False)]
+            values = diversity_per_group(metric, gen.images, per_source)
+            ok = np.isfinite(values)
+            st = status if ok.any() else "too_few_images"
+            value = float(values[ok].mean()) if ok.any() else float("nan")
+            rows.append(_row("lpips", name, mode, source, target, value, len(per_source), st))
+    return rows
+
+
+METRICS: dict[str, Callable[[EvalContext], list[dict]]] = {
+    "fid": fid_metric,
+    "fid_cxr": fid_cxr_metric,
+    "lpips": lpips_metric,
+}
+
+
+def unavailable_rows(ctx: EvalContext, metric: str) -> list[dict]:
+    rows = []
+    for name, gen in ctx.sets.items():
+        groups = list(task_groups(gen.index))
+        if metric == "lpips":
+            groups = [g for g in groups if g[1] != NO_SOURCE]
+        for mode, source, target, members in groups:
+            n = len(members)
+            if metric == "lpips":  # n counts source images
+                n = gen.index.set_index("row").loc[members, "source_row"].nunique()
+            rows.append(_row(metric, name, mode, source, target, np.nan, n, "unavailable"))
+        for mode in {g[0] for g in groups if g[1] == NO_SOURCE}:
+            n = int(sum(len(g[3]) for g in groups if g[0] == mode))
+            rows.append(_row(metric, name, mode, NO_SOURCE, "all", np.nan, n, "unavailable"))
+    return rows
+
+
+def _real_rows(store_dir: Path, split_dir: Path, cfg: GANEvalConfig):
+    real = load_split(store_dir, split_dir, cfg.real_split)
+    out = {}
+    for c, name in enumerate(real.classes):
+        rows = np.sort(real.rows[real.labels == c])
+        if cfg.max_real_per_domain and len(rows) > cfg.max_real_per_domain:
+            rng = np.random.default_rng(derive_seed(cfg.seed, Purpose.VALIDATE, c))
+            rows = np.sort(rng.choice(rows, cfg.max_real_per_domain, replace=False))
+        out[name] = rows
+    return real, out
+
+
+def evaluate_gan(
+    generated: Mapping[str, str | Path],
+    store_dir: str | Path,
+    split_dir: str | Path,
+    out_dir: str | Path,
+    cfg: GANEvalConfig,
+    classifier_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Evaluate each generated set (name -> folder of generate_synthetic); return the table."""
+    store_dir, split_dir, out_dir = Path(store_dir), Path(split_dir), Path(out_dir)
+    real, real_rows = _real_rows(store_dir, split_dir, cfg)
+    sets = {}
+    for name, folder in generated.items():
+        folder = Path(folder)
+        if not (folder / "index.parquet").exists():
+            raise DataError(f"no generated set in {folder} (index.parquet): run generation first")
+        if read_classes(folder / "classes.json") != list(real.classes):
+            raise DataError(f"{folder} was generated for other classes than {list(real.classes)}")
+        sets[name] = GeneratedSet(
+            pd.read_parquet(folder / "index.parquet"), np.load(folder / "images.npy", mmap_mode="r")
+        )
+    ctx = EvalContext(
+        sets,
+        np.load(real.images_path, mmap_mode="r"),
+        real_rows,
+        cfg,
+        resolve_device(cfg.device),
+        Path(classifier_dir) if classifier_dir else None,
+        progress,
+    )
+    rows: list[dict] = []
+    for metric in cfg.metrics:
+        try:
+            rows += METRICS[metric](ctx)
+        except WeightsMissing as exc:
+            if not cfg.metrics_optional:
+                raise
+            log.warning("%s unavailable: %s", metric, exc)
+            rows += unavailable_rows(ctx, metric)
+    table = add_means(pd.DataFrame(rows, columns=COLUMNS))
+    log.info(
+        "GAN metrics:\n%s", table[table["source"].isin(["mean", NO_SOURCE])].to_string(index=False)
+    )
+    io.write_parquet(out_dir / "gan_metrics.parquet", table)
+    write_comparison_figure(out_dir / "gan_metrics.png", table)
+    provenance.write(
+        out_dir / "provenance.json",
+        "evaluate_gan",
+        cfg,
+        generated={k: str(v) for k, v in generated.items()},
+        store=str(store_dir),
+        split=str(split_dir),
+        classifier=str(classifier_dir) if classifier_dir else None,
+        real_counts={k: len(v) for k, v in real_rows.items()},
+    )
+    return table
