@@ -16,9 +16,12 @@ include: "rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    gan="stargan|dcgan",
 
 
 include: "rules/data.smk"
+include: "rules/diffusion.smk"
+include: "rules/gan.smk"
 
 
 rule all:
@@ -26,3 +29,9 @@ rule all:
     input:
         expand("results/splits/{dataset}/split.parquet", dataset=DATASETS),
         [f"results/figures/phantoms_{d}.png" for d in PHANTOM_DATASETS],
+        expand(
+            "results/models/{dataset}/{model}/loss.parquet",
+            dataset=DIFFUSION_DATASETS,
+            model=["diffusion", "classifier"],
+        ),
+        expand("results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_DATASETS),

@@ -6,6 +6,8 @@ DATASETS = sorted(config["datasets"])
 PHANTOM_DATASETS = [
     d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"
 ]
+DIFFUSION_DATASETS = [d for d in DATASETS if "diffusion" in config["datasets"][d]]
+GAN_DATASETS = [d for d in DATASETS if "stargan" in config["datasets"][d]]
 RESULTS = "results"
 
 # Make the cxrgen package importable by every job, whatever environment runs it (the uv
@@ -60,3 +62,18 @@ def source_input(wildcards):
             "'phantoms' for the built-in synthetic data."
         )
     return path
+
+
+def gan_metrics_inputs(wildcards):
+    """Synthetic sets of both GANs, the real data, and the classifier for the CXR-space FID."""
+    d = wildcards.dataset
+    inputs = {
+        "stargan": f"{RESULTS}/synthetic/{d}/stargan/index.parquet",
+        "dcgan": f"{RESULTS}/synthetic/{d}/dcgan/index.parquet",
+        "images": f"{RESULTS}/data/{d}/images.npy",
+        "split": f"{RESULTS}/splits/{d}/split.parquet",
+    }
+    source = dataset_cfg(wildcards).get("fid_cxr_classifier")
+    if source:
+        inputs["classifier"] = f"{RESULTS}/models/{source}/classifier/model.safetensors"
+    return inputs

@@ -49,6 +49,12 @@ def test_default_config_and_presets_validate_and_build(preset):
         from_mapping(SplitConfig, ds.get("split"), f"datasets.{name}.split")
         phantom_cls = phantom_config_class(ds["layout"])
         from_mapping(phantom_cls, ds.get("phantoms"), f"datasets.{name}.phantoms")
+        if "diffusion" in ds:
+            from cxrgen.classifier.train import ClassifierTrainConfig
+            from cxrgen.diffusion.train import DiffusionTrainConfig
+
+            from_mapping(DiffusionTrainConfig, ds["diffusion"], f"datasets.{name}.diffusion")
+            from_mapping(ClassifierTrainConfig, ds.get("classifier"), f"datasets.{name}.classifier")
 
 
 def phantom_config_class(layout):
@@ -64,6 +70,12 @@ def phantom_config_class(layout):
         ("split", "cxrgen.data.split.SplitConfig"),
         ("rsna_phantoms", "cxrgen.phantoms.PhantomConfig"),
         ("covidqu_phantoms", "cxrgen.phantoms.CovidPhantomConfig"),
+        ("diffusion", "cxrgen.diffusion.train.DiffusionTrainConfig"),
+        ("classifier", "cxrgen.classifier.train.ClassifierTrainConfig"),
+        ("stargan", "cxrgen.gan.stargan_train.StarGANTrainConfig"),
+        ("dcgan", "cxrgen.gan.dcgan_train.DCGANTrainConfig"),
+        ("generate", "cxrgen.gan.generate.GenerateConfig"),
+        ("gan_eval", "cxrgen.metrics.gan_eval.GANEvalConfig"),
     ],
 )
 def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):
@@ -73,7 +85,15 @@ def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):
     module, name = cls_path.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    assert set(SCHEMA["$defs"][defn]["properties"]) == fields
+    assert schema_keys(SCHEMA["$defs"][defn]) == fields
+
+
+def schema_keys(definition):
+    """Property names of a schema definition, following allOf references."""
+    keys = set(definition.get("properties", {}))
+    for part in definition.get("allOf", []):
+        keys |= schema_keys(SCHEMA["$defs"][part["$ref"].rsplit("/", 1)[-1]])
+    return keys
 
 
 def test_unknown_key_and_bad_value_are_named():
@@ -85,6 +105,12 @@ def test_unknown_key_and_bad_value_are_named():
     assert "seed" in str(err.value.path) or "seed" in str(list(err.value.absolute_path))
     cfg = merged(load("config.yaml"), {"datasets": {"rsna": {"preprocess": {"sise": 32}}}})
     with pytest.raises(jsonschema.ValidationError, match="sise"):
+        jsonschema.validate(cfg, SCHEMA)
+    cfg = merged(load("config.yaml"), {"datasets": {"rsna": {"diffusion": {"max_step": 3}}}})
+    with pytest.raises(jsonschema.ValidationError, match="max_step"):
+        jsonschema.validate(cfg, SCHEMA)
+    cfg = merged(load("config.yaml"), {"datasets": {"rsna": {"diffusion": {"lr": 0}}}})
+    with pytest.raises(jsonschema.ValidationError, match="lr|0"):
         jsonschema.validate(cfg, SCHEMA)
 
 

@@ -49,6 +49,7 @@ def test_data_artefacts(smoke_run):
     gan = pd.read_parquet(res / "splits" / "covidqu" / "split.parquet")
     assert set(gan.class_name) == {"Normal", "COVID-19", "Non-COVID"}
     assert set(gan.split) == {"train", "valid", "test"}
+    assert (gan.split == "valid").sum() == 3 * 4
     for rule in ("phantoms", "preprocess", "split"):
         assert (res / "logs" / rule / "rsna.log").exists()
         assert (res / "benchmarks" / rule / "rsna.tsv").exists()
@@ -110,3 +111,57 @@ def test_bad_config_is_rejected_naming_the_key(tmp_path):
     cfg = overlay(tmp_path / "c.yaml", {"datasets": {"rsna": {"split": {"seeed": 1}}}})
     proc = snakemake(tmp_path, "--dry-run", configs=(cfg,), check=False)
     assert proc.returncode != 0 and "seeed" in proc.stderr + proc.stdout
+
+
+def test_training_artefacts(smoke_run):
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    models = smoke_run / "results" / "models" / "rsna"
+    unet = UNet2DModel.from_pretrained(models / "diffusion" / "unet")
+    assert unet.config.num_class_embeds == 3 and unet.config.sample_size == 32
+    assert (
+        DDPMScheduler.from_pretrained(models / "diffusion" / "scheduler").config[
+            "num_train_timesteps"
+        ]
+        == 100
+    )
+    loss = pd.read_parquet(models / "diffusion" / "loss.parquet")
+    assert loss["step"].max() == 30 and np.isfinite(loss["loss"]).all()
+    valid = pd.read_parquet(models / "classifier" / "validation.parquet")
+    assert len(valid) == 4 and valid["accuracy"].between(0, 1).all()
+    for png in ("diffusion/samples.png", "diffusion/loss.png", "classifier/validation.png"):
+        assert (models / png).stat().st_size > 5_000
+
+
+def test_killed_training_resumes_from_its_checkpoint(smoke_run):
+    """A job killed after its step-20 checkpoint: re-running the rule resumes there."""
+    res = smoke_run / "results"
+    ckpts = res / "checkpoints" / "rsna" / "diffusion"
+    (ckpts / "step-00000030.pt").unlink()
+    unet = res / "models" / "rsna" / "diffusion" / "unet" / "diffusion_pytorch_model.safetensors"
+    before = unet.read_bytes()
+    unet.unlink()  # what Snakemake removes of a killed job's outputs
+    jobs = planned_jobs(smoke_run, "--until", "train_diffusion")
+    assert jobs == {"train_diffusion": 1}
+    snakemake(smoke_run, "--until", "train_diffusion")
+    log = (res / "logs" / "train_diffusion" / "rsna.log").read_text()
+    assert "resuming from step 20" in log
+    assert unet.read_bytes() == before  # bit-for-bit the uninterrupted run's weights
+
+
+def test_gan_artefacts(smoke_run):
+    res = smoke_run / "results"
+    synthetic = res / "synthetic" / "covidqu" / "stargan"
+    index = pd.read_parquet(synthetic / "index.parquet")
+    images = np.load(synthetic / "images.npy", mmap_mode="r")
+    assert images.shape == (len(index), 32, 32)
+    # 2 sources per domain x 2 other targets x 2 outputs x 2 modes, for 3 domains
+    assert len(index) == 3 * 2 * 2 * 2 * 2
+    assert (index.source_domain != index.target_domain).all()
+    metrics = pd.read_parquet(res / "metrics" / "covidqu" / "gan_metrics.parquet")
+    per_target = metrics[(metrics.source == "mean") & (metrics.model == "stargan")]
+    assert set(per_target.metric) == {"fid", "fid_cxr", "lpips"}
+    assert set(per_target.target) >= {"Normal", "COVID-19", "Non-COVID"}
+    assert np.isfinite(per_target.value).all() and (per_target.value >= 0).all()
+    assert (per_target[per_target.metric == "fid_cxr"].status == "ok").all()
+    assert (res / "metrics" / "covidqu" / "gan_metrics.png").stat().st_size > 10_000
