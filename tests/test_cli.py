@@ -120,3 +120,65 @@ def test_bad_flags_are_usage_errors(bad, tmp_path):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["preprocess", "--input", "a", "--output", "b", *bad])
     assert exc.value.code == 2
+
+
+def test_training_and_gan_commands_exist_with_config_flags():
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices
+    for command, flag in [
+        ("train-diffusion", "--label-dropout"),
+        ("train-classifier", "--valid-bins"),
+        ("train-stargan", "--lambda-ds"),
+        ("train-dcgan", "--embed-dim"),
+        ("generate-synthetic", "--num-outs-per-domain"),
+        ("gan-metrics", "--metrics-optional"),
+    ]:
+        assert flag in choices[command].format_help(), (command, flag)
+
+
+def test_train_diffusion_from_the_command_line(tmp_path):
+    from synthetic_store import make_store
+
+    store, split = make_store(tmp_path)
+    out = tmp_path / "model"
+    assert (
+        main(
+            [
+                "-q",
+                "train-diffusion",
+                "--store",
+                str(store),
+                "--split",
+                str(split),
+                "--output",
+                str(out),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "4",
+                "--block-out-channels",
+                "8",
+                "16",
+                "--layers-per-block",
+                "1",
+                "--attention-resolutions",
+                "--no-mid-attention",
+                "--norm-num-groups",
+                "4",
+                "--num-train-timesteps",
+                "10",
+                "--n-sample-per-class",
+                "1",
+                "--sample-steps",
+                "2",
+                "--checkpoint-every",
+                "1",
+                "--warmup-steps",
+                "0",
+                "--attention-head-dim",
+                "8",
+            ]
+        )
+        == 0
+    )
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()

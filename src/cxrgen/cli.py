@@ -36,7 +36,7 @@ def _flag_type(hint: Any) -> tuple[dict[str, Any], str]:
         return {"action": argparse.BooleanOptionalAction}, "bool"
     if origin is tuple:
         inner = args[0] if args else str
-        return {"nargs": "+", "type": inner}, inner.__name__
+        return {"nargs": "*", "type": inner}, inner.__name__
     if hint in (int, float, str):
         return {"type": hint}, hint.__name__
     if hint is Path:
@@ -97,6 +97,45 @@ def cmd_split(args: argparse.Namespace) -> None:
     run_split(args.store, args.output, config_from_args(args))
 
 
+def cmd_train(args: argparse.Namespace) -> None:
+    """train-diffusion / train-classifier / train-stargan / train-dcgan."""
+    from cxrgen.devices import claim_device
+
+    with claim_device():
+        train = _trainers()[args.command][1]
+        kwargs = {"scheduler_dir": args.scheduler} if getattr(args, "scheduler", None) else {}
+        train(args.store, args.split, args.output, config_from_args(args), **kwargs)
+
+
+def _trainers() -> dict[str, tuple[type, Callable]]:
+    from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
+    from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
+    from cxrgen.gan.dcgan_train import DCGANTrainConfig, train_dcgan
+    from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+
+    return {
+        "train-diffusion": (DiffusionTrainConfig, train_diffusion),
+        "train-classifier": (ClassifierTrainConfig, train_classifier),
+        "train-stargan": (StarGANTrainConfig, train_stargan),
+        "train-dcgan": (DCGANTrainConfig, train_dcgan),
+    }
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from cxrgen.gan.generate import generate_synthetic
+
+    generate_synthetic(args.model, args.store, args.split_dir, args.output, config_from_args(args))
+
+
+def cmd_gan_metrics(args: argparse.Namespace) -> None:
+    from cxrgen.metrics.gan_eval import evaluate_gan
+
+    generated = dict(item.split("=", 1) for item in args.generated)
+    evaluate_gan(
+        generated, args.store, args.split, args.output, config_from_args(args), args.classifier
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -130,6 +169,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="split folder to write")
     add_config_flags(p, SplitConfig)
     p.set_defaults(func=cmd_split)
+    for command, (cls, _) in _trainers().items():
+        p = sub.add_parser(command, help=f"train ({cls.__name__}); re-running resumes")
+        p.add_argument("--store", required=True, type=Path, help="tensor store folder")
+        p.add_argument("--split", required=True, type=Path, help="split folder")
+        p.add_argument("--output", required=True, type=Path, help="model folder to write")
+        if command == "train-classifier":
+            p.add_argument("--scheduler", type=Path, help="the diffusion model's scheduler/")
+        add_config_flags(p, cls)
+        p.set_defaults(func=cmd_train)
+
+    from cxrgen.gan.generate import GenerateConfig
+    from cxrgen.metrics.gan_eval import GANEvalConfig
+
+    p = sub.add_parser("generate-synthetic", help="synthetic set from a trained GAN")
+    p.add_argument("--model", required=True, type=Path, help="trained StarGAN or DCGAN folder")
+    p.add_argument("--store", required=True, type=Path)
+    # --split is the config key naming which split to translate
+    p.add_argument("--split-dir", required=True, type=Path, help="split folder")
+    p.add_argument("--output", required=True, type=Path)
+    add_config_flags(p, GenerateConfig)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
+    p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--split", required=True, type=Path)
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--classifier", type=Path, help="guidance classifier folder (fid_cxr)")
+    add_config_flags(p, GANEvalConfig)
+    p.set_defaults(func=cmd_gan_metrics)
     return parser
 
 
