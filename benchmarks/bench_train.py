@@ -138,6 +138,7 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=1, help="layers_per_block")
     p.add_argument("--attention", type=int, nargs="*", default=[], help="attention resolutions")
     p.add_argument("--groups", type=int, default=8, help="norm_num_groups")
+    p.add_argument("--head-dim", type=int, default=16, help="attention_head_dim")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast in both loops")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
@@ -150,7 +151,7 @@ def main() -> None:
         layers_per_block=args.layers,
         attention_resolutions=tuple(args.attention),
         norm_num_groups=args.groups,
-        attention_head_dim=args.groups,
+        attention_head_dim=args.head_dim,
         batch_size=args.batch,
         max_steps=args.warmup + args.steps,
         warmup_steps=0,

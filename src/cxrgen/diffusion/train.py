@@ -56,12 +56,13 @@ class DiffusionTrainConfig(TrainLoopConfig):
         classifier-free guidance weight w; 0 = plain conditional).
     """
 
-    lr: float = 5e-4
-    max_steps: int = 600
+    batch_size: int = 8
+    lr: float = 1e-3
+    max_steps: int = 1000
     warmup_steps: int = 50
-    checkpoint_every: int = 100
+    checkpoint_every: int = 200
     block_out_channels: tuple[int, ...] = (16, 32, 64, 128)
-    layers_per_block: int = 2
+    layers_per_block: int = 1
     attention_resolutions: tuple[int, ...] = (16,)
     mid_attention: bool = True
     attention_head_dim: int = 16
