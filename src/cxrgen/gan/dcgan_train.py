@@ -22,20 +22,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cxrgen import provenance
 from cxrgen.config import check
-from cxrgen.data.classes import write_classes
 from cxrgen.gan.artifacts import (
     Panel,
     load_weights,
     read_model_config,
-    save_networks,
-    write_gan_loss,
     write_labelled_grid,
 )
 from cxrgen.gan.config import GANTrainConfig
 from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator, check_dcgan_geometry
-from cxrgen.gan.loop import GanBatch, GanSpec, Updates, run_gan_training
+from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
 from cxrgen.gan.stargan_losses import adversarial_loss
 from cxrgen.training.data import load_split, require_every_class
 from cxrgen.training.loop import StepContext, seeded
@@ -214,31 +210,15 @@ def train_dcgan(
         ),
         ema=("generator",),
     )
-    periodic = None
-    if cfg.sample_every:
-        periodic = (
-            cfg.sample_every,
-            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
-        )
-    outcome = run_gan_training(
-        spec, data, out_dir, cfg, stage="train_dcgan", progress=progress, periodic=periodic
-    )
-    save_networks(out_dir, outcome.averaged, config)
-    write_classes(out_dir / "classes.json", list(data.classes))
-    write_gan_loss(out_dir, outcome.history, "class-conditional DCGAN losses")
-    write_samples(out_dir / "samples.png", outcome.averaged)
-    provenance.write(
-        out_dir / "provenance.json",
-        "train_dcgan",
+    return train_and_write(
+        spec,
+        data,
+        out_dir,
         cfg,
-        store=str(store_dir),
-        split=str(split_dir),
-        classes=list(data.classes),
-        class_counts=data.class_counts().tolist(),
-        image_size=list(size),
-        resumed_from_step=outcome.start_step,
-        parameters_m=counts,
-        device=str(outcome.device),
+        stage="train_dcgan",
+        title="class-conditional DCGAN losses",
+        config=config,
+        write_samples=write_samples,
+        provenance_extra=dict(store=str(store_dir), split=str(split_dir), parameters_m=counts),
+        progress=progress,
     )
-    log.info("wrote DCGAN model to %s", out_dir)
-    return outcome.history

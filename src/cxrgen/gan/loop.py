@@ -30,7 +30,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from cxrgen import provenance
 from cxrgen.config import check
+from cxrgen.data.classes import write_classes
+from cxrgen.gan.artifacts import save_networks, write_gan_loss
 from cxrgen.gan.config import GANTrainConfig
 from cxrgen.training.checkpoint import Checkpointer
 from cxrgen.training.data import SampleKey, SplitImages, StepBatchSampler, XrayDataset
@@ -290,3 +293,52 @@ def run_gan_training(
     return GanOutcome(
         {n: e.averaged for n, e in emas.items()}, pd.DataFrame(rows), start, state, device
     )
+
+
+def train_and_write(
+    spec: GanSpec,
+    data: SplitImages,
+    out_dir: Path,
+    cfg: GANTrainConfig,
+    *,
+    stage: str,
+    title: str,
+    config: Mapping[str, Any],
+    write_samples: Callable[[Path, Mapping[str, nn.Module]], None],
+    provenance_extra: Mapping[str, Any],
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train with :func:`run_gan_training`, then write what every GAN model folder holds.
+
+    Writes the EMA networks + ``config.json``, ``classes.json``, the loss table and curve,
+    ``samples.png`` (and ``samples/step-N.png`` every ``sample_every`` steps) and
+    ``provenance.json`` (with the final value of every decaying weight in ``spec.state``).
+    Returns the loss history.
+    """
+    periodic = None
+    if cfg.sample_every:
+        periodic = (
+            cfg.sample_every,
+            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
+        )
+    outcome = run_gan_training(
+        spec, data, out_dir, cfg, stage=stage, progress=progress, periodic=periodic
+    )
+    save_networks(out_dir, outcome.averaged, config)
+    write_classes(out_dir / "classes.json", list(data.classes))
+    write_gan_loss(out_dir, outcome.history, title)
+    write_samples(out_dir / "samples.png", outcome.averaged)
+    provenance.write(
+        out_dir / "provenance.json",
+        stage,
+        cfg,
+        classes=list(data.classes),
+        class_counts=data.class_counts().tolist(),
+        image_size=[data.height, data.width],
+        resumed_from_step=outcome.start_step,
+        device=str(outcome.device),
+        **{f"final_{k}": v for k, v in outcome.state.items()},
+        **provenance_extra,
+    )
+    log.info("wrote %s model to %s", stage.removeprefix("train_"), out_dir)
+    return outcome.history

@@ -24,19 +24,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cxrgen import provenance
 from cxrgen.config import check
-from cxrgen.data.classes import write_classes
 from cxrgen.gan.artifacts import (
     Panel,
     load_weights,
     read_model_config,
-    save_networks,
-    write_gan_loss,
     write_labelled_grid,
 )
 from cxrgen.gan.config import GANTrainConfig
-from cxrgen.gan.loop import GanBatch, GanSpec, Updates, run_gan_training
+from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import StarGANNets, build_stargan, check_generator_geometry
 from cxrgen.training.data import SplitImages, XrayDataset, load_split, require_every_class
@@ -285,32 +281,15 @@ def train_stargan(
         state={"lambda_ds": cfg.lambda_ds},
         n_ref=2,
     )
-    periodic = None
-    if cfg.sample_every:
-        periodic = (
-            cfg.sample_every,
-            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
-        )
-    outcome = run_gan_training(
-        spec, data, out_dir, cfg, stage="train_stargan", progress=progress, periodic=periodic
-    )
-    save_networks(out_dir, outcome.averaged, config)
-    write_classes(out_dir / "classes.json", list(data.classes))
-    write_gan_loss(out_dir, outcome.history, "Med-StyleGAN2 (StarGAN v2) losses")
-    write_samples(out_dir / "samples.png", outcome.averaged)
-    provenance.write(
-        out_dir / "provenance.json",
-        "train_stargan",
+    return train_and_write(
+        spec,
+        data,
+        out_dir,
         cfg,
-        store=str(store_dir),
-        split=str(split_dir),
-        classes=list(data.classes),
-        class_counts=data.class_counts().tolist(),
-        image_size=[data.height, data.width],
-        resumed_from_step=outcome.start_step,
-        final_lambda_ds=outcome.state["lambda_ds"],
-        parameters_m=counts,
-        device=str(outcome.device),
+        stage="train_stargan",
+        title="Med-StyleGAN2 (StarGAN v2) losses",
+        config=config,
+        write_samples=write_samples,
+        provenance_extra=dict(store=str(store_dir), split=str(split_dir), parameters_m=counts),
+        progress=progress,
     )
-    log.info("wrote StarGAN model to %s", out_dir)
-    return outcome.history
