@@ -31,7 +31,12 @@ from cxrgen.classifier.model import NoiseAwareClassifier, save_classifier
 from cxrgen.classifier.validate import validate_per_timestep, write_validation
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
-from cxrgen.diffusion.model import BETA_SCHEDULES, build_scheduler, check_unet_geometry
+from cxrgen.diffusion.model import (
+    BETA_SCHEDULES,
+    build_scheduler,
+    check_unet_geometry,
+    check_unet_shape,
+)
 from cxrgen.errors import DataError
 from cxrgen.training.artifacts import atomic_dir, write_loss
 from cxrgen.training.data import XrayDataset, load_split, require_every_class
@@ -75,24 +80,7 @@ class ClassifierTrainConfig(TrainLoopConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(len(self.block_out_channels) >= 1, "block_out_channels needs at least one width")
-        check(self.layers_per_block >= 1, "layers_per_block must be >= 1")
-        check(
-            all(c % self.norm_num_groups == 0 for c in self.block_out_channels),
-            f"norm_num_groups ({self.norm_num_groups}) must divide every block_out_channels "
-            f"{self.block_out_channels}",
-        )
-        check(
-            all(c % self.attention_head_dim == 0 for c in self.block_out_channels),
-            f"attention_head_dim ({self.attention_head_dim}) must divide every "
-            f"block_out_channels {self.block_out_channels}",
-        )
-        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.num_train_timesteps >= 2, "num_train_timesteps must be >= 2")
-        check(
-            self.beta_schedule in BETA_SCHEDULES,
-            f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {self.beta_schedule!r}",
-        )
+        check_unet_shape(self)
         check(self.valid_bins >= 1, "valid_bins must be >= 1")
         check(self.valid_batch_size >= 1, "valid_batch_size must be >= 1")
 

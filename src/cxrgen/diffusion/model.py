@@ -154,3 +154,26 @@ def load_diffusion(
             f"{len(classes)} classes (expected K + 1)"
         )
     return unet, scheduler, classes
+
+
+def check_unet_shape(cfg) -> None:
+    """Checks of the UNet-shape keys the diffusion model and the classifier configs share."""
+    check(len(cfg.block_out_channels) >= 1, "block_out_channels needs at least one width")
+    check(all(w > 0 for w in cfg.block_out_channels), "block_out_channels must be > 0")
+    check(cfg.layers_per_block >= 1, "layers_per_block must be >= 1")
+    check(
+        all(w % cfg.norm_num_groups == 0 for w in cfg.block_out_channels),
+        f"norm_num_groups ({cfg.norm_num_groups}) must divide every block_out_channels "
+        f"{cfg.block_out_channels}",
+    )
+    check(
+        all(w % cfg.attention_head_dim == 0 for w in cfg.block_out_channels),
+        f"attention_head_dim ({cfg.attention_head_dim}) must divide every "
+        f"block_out_channels {cfg.block_out_channels}",
+    )
+    check(0 <= cfg.dropout < 1, f"dropout must be in [0, 1), got {cfg.dropout}")
+    check(cfg.num_train_timesteps >= 2, "num_train_timesteps must be >= 2")
+    check(
+        cfg.beta_schedule in BETA_SCHEDULES,
+        f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {cfg.beta_schedule!r}",
+    )

@@ -23,10 +23,10 @@ from cxrgen import provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
 from cxrgen.diffusion.model import (
-    BETA_SCHEDULES,
     build_scheduler,
     build_unet,
     check_unet_geometry,
+    check_unet_shape,
 )
 from cxrgen.diffusion.preview import class_grid
 from cxrgen.training.artifacts import atomic_dir, write_image_grid, write_loss
@@ -78,25 +78,7 @@ class DiffusionTrainConfig(TrainLoopConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        check(len(self.block_out_channels) >= 1, "block_out_channels needs at least one width")
-        check(all(c > 0 for c in self.block_out_channels), "block_out_channels must be > 0")
-        check(self.layers_per_block >= 1, "layers_per_block must be >= 1")
-        check(
-            all(c % self.norm_num_groups == 0 for c in self.block_out_channels),
-            f"norm_num_groups ({self.norm_num_groups}) must divide every block_out_channels "
-            f"{self.block_out_channels}",
-        )
-        check(
-            all(c % self.attention_head_dim == 0 for c in self.block_out_channels),
-            f"attention_head_dim ({self.attention_head_dim}) must divide every "
-            f"block_out_channels {self.block_out_channels}",
-        )
-        check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        check(self.num_train_timesteps >= 2, "num_train_timesteps must be >= 2")
-        check(
-            self.beta_schedule in BETA_SCHEDULES,
-            f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {self.beta_schedule!r}",
-        )
+        check_unet_shape(self)
         check(
             0 <= self.label_dropout < 1,
             f"label_dropout must be in [0, 1), got {self.label_dropout}",
