@@ -140,7 +140,7 @@ def test_killed_training_resumes_from_its_checkpoint(smoke_run):
     (ckpts / "step-00000030.pt").unlink()
     unet = res / "models" / "rsna" / "diffusion" / "unet" / "diffusion_pytorch_model.safetensors"
     before = unet.read_bytes()
-    unet.unlink()  # what Snakemake removes of a killed job's outputs
+    shutil.rmtree(unet.parents[1])  # a killed job has written none of its outputs
     jobs = planned_jobs(smoke_run, "--until", "train_diffusion")
     assert jobs == {"train_diffusion": 1}
     snakemake(smoke_run, "--until", "train_diffusion")
