@@ -228,3 +228,33 @@ def _few(items: Iterable, n: int = 5) -> str:
     items = list(items)
     head = ", ".join(str(i) for i in items[:n])
     return head + (f", ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def read_labels(aux: dict, known: set[str], allow_unmatched: bool):
+    """The RSNA labels ({image_id: ImageLabel}) and severity table, or None; ids checked."""
+    label_map = severity = None
+    if aux["labels_csv"] is not None:
+        label_map = read_rsna_labels(aux["labels_csv"], aux["class_info_csv"])
+        if not allow_unmatched:
+            check_ids_known(label_map, known, "labels CSV", aux["labels_csv"])
+    if aux["severity_csv"] is not None:
+        severity = read_severity(aux["severity_csv"])
+        if not allow_unmatched:
+            check_ids_known(severity.index, known, "severity CSV", aux["severity_csv"])
+    return label_map, severity
+
+
+def resolve_path(value: str | None, input_dir: Path, key: str, is_dir: bool = False) -> Path | None:
+    """A config path as given if it exists, else relative to ``input_dir``; DataError if neither."""
+    if value is None:
+        return None
+    given = Path(value)
+    candidates = [given] if given.is_absolute() else [given, input_dir / given]
+    for cand in candidates:
+        if cand.is_dir() if is_dir else cand.is_file():
+            return cand
+    kind = "folder" if is_dir else "file"
+    raise DataError(
+        f"{key} {kind} not found: looked at {' and '.join(map(str, candidates))}; "
+        f"give the right path, or set {key} to null if the data set has none"
+    )

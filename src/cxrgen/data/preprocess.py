@@ -169,7 +169,7 @@ def preprocess(
     if not any(input_dir.iterdir()):
         raise DataError(f"input folder {input_dir} is empty: no image files to preprocess")
     aux = {
-        k: _resolve(getattr(cfg, k), input_dir, k, k == "ground_truth")
+        k: labels.resolve_path(getattr(cfg, k), input_dir, k, k == "ground_truth")
         for k in ("labels_csv", "class_info_csv", "severity_csv", "ground_truth")
     }
     rels = imagefolder.scan_inputs(input_dir, skip=[p for p in (*aux.values(), output_dir) if p])
@@ -184,7 +184,7 @@ def preprocess(
         skipped = " ".join(sorted(imagefolder.SKIPPED_SUFFIXES))
         raise DataError(f"no image files under {input_dir} ({skipped} files are skipped)")
     ids = {r: dicom_image_id(r) if fmt == "dicom" else PurePosixPath(r).stem for r in rels}
-    label_map, severity = _read_labels(aux, set(ids.values()), cfg)
+    label_map, severity = labels.read_labels(aux, set(ids.values()), cfg.allow_unmatched_labels)
     tasks, rejected, meta = _plan(input_dir, rels, ids, fmt, cfg, label_map, aux["ground_truth"])
     if label_map is not None:
         present = [lab.class_name for lab in label_map.values()]
@@ -251,20 +251,6 @@ def preprocess(
         )
     logger.info("stored %d images in %s (%.1f s)", len(rows), output_dir, seconds)
     return result
-
-
-def _read_labels(aux: dict, known: set[str], cfg: PreprocessConfig):
-    """The RSNA labels ({image_id: ImageLabel}) and severity table, or None; ids checked."""
-    label_map = severity = None
-    if aux["labels_csv"] is not None:
-        label_map = labels.read_rsna_labels(aux["labels_csv"], aux["class_info_csv"])
-        if not cfg.allow_unmatched_labels:
-            labels.check_ids_known(label_map, known, "labels CSV", aux["labels_csv"])
-    if aux["severity_csv"] is not None:
-        severity = labels.read_severity(aux["severity_csv"])
-        if not cfg.allow_unmatched_labels:
-            labels.check_ids_known(severity.index, known, "severity CSV", aux["severity_csv"])
-    return label_map, severity
 
 
 def _plan(input_dir, rels, ids, fmt, cfg, label_map, gt_dir):
@@ -401,19 +387,3 @@ def _process(task: _Task, cfg: PreprocessConfig):
 
 def _crashed(task: _Task):
     return None, None, ("decode_error", "decoding crashed its worker process")
-
-
-def _resolve(value: str | None, input_dir: Path, key: str, is_dir: bool = False) -> Path | None:
-    """A config path as given if it exists, else relative to ``input_dir``; DataError if neither."""
-    if value is None:
-        return None
-    given = Path(value)
-    candidates = [given] if given.is_absolute() else [given, input_dir / given]
-    for cand in candidates:
-        if cand.is_dir() if is_dir else cand.is_file():
-            return cand
-    kind = "folder" if is_dir else "file"
-    raise DataError(
-        f"{key} {kind} not found: looked at {' and '.join(map(str, candidates))}; "
-        f"give the right path, or set {key} to null if the data set has none"
-    )
