@@ -17,11 +17,14 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     gan="stargan|dcgan",
+    method="cfg|cg",
+    scale=r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?",
 
 
 include: "rules/data.smk"
 include: "rules/diffusion.smk"
 include: "rules/gan.smk"
+include: "rules/counterfactual.smk"
 
 
 rule all:
@@ -35,3 +38,4 @@ rule all:
             model=["diffusion", "classifier"],
         ),
         expand("results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_DATASETS),
+        counterfactual_targets("scores.parquet"),

@@ -77,3 +77,34 @@ def gan_metrics_inputs(wildcards):
     if source:
         inputs["classifier"] = f"{RESULTS}/models/{source}/classifier/model.safetensors"
     return inputs
+
+
+def counterfactual_targets(name):
+    """One output file per data set, method and scale of datasets.X.guidance_scales."""
+    return [
+        f"{RESULTS}/counterfactuals/{d}/{method}/{scale_wildcard(s)}/{name}"
+        for d in DIFFUSION_DATASETS
+        for method, scales in (
+            config["datasets"][d].get("guidance_scales") or {}
+        ).items()
+        for s in scales
+    ]
+
+
+def scale_wildcard(scale):
+    """A guidance scale as a path part: shortest float form ('3', '0.5'), as the library's."""
+    return f"{float(scale):g}"
+
+
+def counterfactual_inputs(wildcards):
+    """Latents and models of one counterfactual job; the classifier only for method cg."""
+    d = wildcards.dataset
+    inputs = {
+        "latents": f"{RESULTS}/latents/{d}/latents.npy",
+        "index": f"{RESULTS}/latents/{d}/index.parquet",
+        "unet": f"{RESULTS}/models/{d}/diffusion/unet/diffusion_pytorch_model.safetensors",
+        "images": f"{RESULTS}/data/{d}/images.npy",
+    }
+    if wildcards.method == "cg":
+        inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
+    return inputs

@@ -51,10 +51,16 @@ def test_default_config_and_presets_validate_and_build(preset):
         from_mapping(phantom_cls, ds.get("phantoms"), f"datasets.{name}.phantoms")
         if "diffusion" in ds:
             from cxrgen.classifier.train import ClassifierTrainConfig
+            from cxrgen.counterfactual.generate import CounterfactualConfig
+            from cxrgen.counterfactual.invert import InvertConfig
             from cxrgen.diffusion.train import DiffusionTrainConfig
 
             from_mapping(DiffusionTrainConfig, ds["diffusion"], f"datasets.{name}.diffusion")
             from_mapping(ClassifierTrainConfig, ds.get("classifier"), f"datasets.{name}.classifier")
+            from_mapping(InvertConfig, ds.get("invert"), f"datasets.{name}.invert")
+            from_mapping(
+                CounterfactualConfig, ds.get("counterfactual"), f"datasets.{name}.counterfactual"
+            )
 
 
 def phantom_config_class(layout):
@@ -76,6 +82,8 @@ def phantom_config_class(layout):
         ("dcgan", "cxrgen.gan.dcgan_train.DCGANTrainConfig"),
         ("generate", "cxrgen.gan.generate.GenerateConfig"),
         ("gan_eval", "cxrgen.metrics.gan_eval.GANEvalConfig"),
+        ("invert", "cxrgen.counterfactual.invert.InvertConfig"),
+        ("counterfactual", "cxrgen.counterfactual.generate.CounterfactualConfig"),
     ],
 )
 def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):

@@ -133,6 +133,48 @@ def test_training_artefacts(smoke_run):
         assert (models / png).stat().st_size > 5_000
 
 
+def test_counterfactual_artefacts(smoke_run):
+    res = smoke_run / "results"
+    split = pd.read_parquet(res / "splits" / "rsna" / "split.parquet")
+    valid = split[(split["split"] == "valid") & (split["label"] >= 0)]
+    index = pd.read_parquet(res / "latents" / "rsna" / "index.parquet")
+    assert sorted(index["image_id"]) == sorted(valid["image_id"]) and len(index) >= 2
+    latents = np.load(res / "latents" / "rsna" / "latents.npy", mmap_mode="r")
+    assert latents.shape == (len(index), 32, 32)
+    # 5 DDIM steps to t = 50 of 100 with a 30-step model: about 37 dB (the eps mismatch
+    # between the up and the down path of a coarse, barely trained model; more steps and a
+    # trained model raise it, see tests/test_counterfactual.py)
+    assert index["recon_psnr"].min() > 30, index["recon_psnr"].tolist()
+    for method, scale in (("cfg", "3"), ("cg", "10")):
+        out = res / "counterfactuals" / "rsna" / method / scale
+        scores = pd.read_parquet(out / "scores.parquet")
+        assert scores["image_id"].tolist() == index["image_id"].tolist()
+        assert (scores["scale"] == float(scale)).all()
+        absdiff = np.load(out / "absdiff.npy")
+        np.testing.assert_allclose(scores["sum_abs"], absdiff.sum(axis=(1, 2)), rtol=1e-5)
+        assert scores["lung_sum_abs"].notna().all()  # phantoms have lung masks
+        assert (scores["lung_sum_abs"] <= scores["sum_abs"] + 1e-6).all()
+        assert (out / "examples.png").stat().st_size > 5_000
+
+
+def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path):
+    scales = {"datasets": {"rsna": {"guidance_scales": {"cfg": [3, 0.5], "cg": [10]}}}}
+    jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "s.yaml", scales),))
+    assert jobs == {"counterfactual": 1, "all": 1}
+
+
+def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
+    change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
+    jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
+    assert jobs == {"counterfactual": 2, "all": 1}
+
+
+def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
+    change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
+    jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
+    assert jobs == {"invert": 1, "counterfactual": 2, "all": 1}
+
+
 def test_killed_training_resumes_from_its_checkpoint(smoke_run):
     """A job killed after its step-20 checkpoint: re-running the rule resumes there."""
     res = smoke_run / "results"

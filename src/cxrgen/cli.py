@@ -136,6 +136,27 @@ def cmd_gan_metrics(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_invert(args: argparse.Namespace) -> None:
+    from cxrgen.counterfactual.invert import invert_split
+    from cxrgen.devices import claim_device
+
+    with claim_device():
+        invert_split(args.model, args.store, args.split_dir, args.output, config_from_args(args))
+
+
+def cmd_counterfactual(args: argparse.Namespace) -> None:
+    from cxrgen.counterfactual.generate import make_counterfactuals, scale_name
+    from cxrgen.devices import claim_device
+
+    with claim_device():
+        for scale in args.scale:
+            out = args.output / args.method / scale_name(scale)
+            make_counterfactuals(
+                args.method, scale, args.latents, args.model, args.store, out,
+                config_from_args(args), classifier_dir=args.classifier,
+            )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -190,6 +211,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     add_config_flags(p, GenerateConfig)
     p.set_defaults(func=cmd_generate)
+
+    from cxrgen.counterfactual.generate import METHODS, CounterfactualConfig
+    from cxrgen.counterfactual.invert import InvertConfig
+
+    p = sub.add_parser("invert", help="DDIM-invert a split's images to latents at depth L")
+    p.add_argument("--model", required=True, type=Path, help="trained diffusion model folder")
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--split-dir", required=True, type=Path, help="split folder")
+    p.add_argument("--output", required=True, type=Path, help="latents folder to write")
+    add_config_flags(p, InvertConfig)
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("counterfactual", help="guided healthy counterfactuals of the latents")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--scale", required=True, type=float, nargs="+", help="guidance scale(s)")
+    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
+    p.add_argument("--model", required=True, type=Path, help="trained diffusion model folder")
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--classifier", type=Path, help="guidance classifier folder (method cg)")
+    p.add_argument("--output", required=True, type=Path, help="writes OUTPUT/METHOD/SCALE/")
+    add_config_flags(p, CounterfactualConfig)
+    p.set_defaults(func=cmd_counterfactual)
 
     p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
     p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")

@@ -1,0 +1,250 @@
+"""Stage ``counterfactual``: healthy counterfactuals of the inverted images, one method and scale.
+
+``make_counterfactuals(method, scale, latents_dir, model_dir, store_dir, out_dir, cfg)``
+decodes the latents of the invert stage (same trajectory, no re-inversion) toward
+``cfg.target_class`` and writes to ``out_dir``:
+
+* ``counterfactuals.npy``: float32 (N, H, W) in [0, 1], row i = row i of the latents' index;
+* ``diff.npy``: float32 signed difference original - counterfactual (positive where the
+  counterfactual is darker, as where a bright opacity was removed); ``absdiff.npy``: |diff|;
+* ``scores.parquet``: one row per image (the index's ids and labels, method, scale and the
+  statistics of :mod:`cxrgen.counterfactual.scores`); ``provenance.json``;
+* ``examples.png``: original, reconstruction, counterfactual and |difference| of the images
+  of each class with the largest and the smallest ``sum_abs``.
+
+Methods: ``cfg`` (classifier-free guidance toward the target class, scale w) and ``cg``
+(classifier guidance by the noise-aware classifier, scale s; the UNet conditioned on the null
+class by default, as Wolleb et al.'s unconditional model). Nothing is random: the result does
+not depend on the batch size. Arrays are streamed into memory maps batch by batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from cxrgen import io, provenance
+from cxrgen.classifier.model import load_classifier
+from cxrgen.config import check
+from cxrgen.counterfactual import guidance
+from cxrgen.counterfactual.ddim import decode
+from cxrgen.counterfactual.invert import check_model_fits, inverted_set
+from cxrgen.counterfactual.scores import difference_scores
+from cxrgen.diffusion.model import check_same_schedule, load_diffusion
+from cxrgen.errors import ConfigError, DataError
+from cxrgen.gan.artifacts import Panel, write_labelled_grid
+from cxrgen.gan.loop import resolve_device
+
+log = logging.getLogger(__name__)
+
+METHODS = ("cfg", "cg")
+CG_CONDITIONINGS = ("unconditional", "target")
+
+
+@dataclass(frozen=True)
+class CounterfactualConfig:
+    """How to decode counterfactuals (the method and scale are the job's, not config keys).
+
+    target_class: the class to translate every image to (the paper: Normal). batch_size:
+    images per forward pass (the result does not depend on it). clip_denoised: clamp the
+    predicted x_0 to [-1, 1] at every step. cg_conditioning: the UNet's class under classifier
+    guidance, 'unconditional' (the null class, as Wolleb et al.'s unconditional model) or
+    'target'. top_fraction: the share of
+    pixels in the top_mean_abs score. highpass_cutoff: the hpf_energy score's cut-off, a
+    fraction of Nyquist. precision: 'bf16' autocast on CUDA or 'fp32'. device: auto/cpu/cuda.
+    """
+
+    target_class: str = "Normal"
+    batch_size: int = 16
+    clip_denoised: bool = False
+    cg_conditioning: str = "unconditional"
+    top_fraction: float = 0.01
+    highpass_cutoff: float = 0.25
+    precision: str = "bf16"
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(self.batch_size >= 1, "batch_size must be >= 1")
+        check(
+            self.cg_conditioning in CG_CONDITIONINGS,
+            f"cg_conditioning must be one of {CG_CONDITIONINGS}, got {self.cg_conditioning!r}",
+        )
+        check(0 < self.top_fraction <= 1, "top_fraction must be in (0, 1]")
+        check(0 < self.highpass_cutoff < 1.5, "highpass_cutoff must be in (0, 1.5)")
+        check(
+            self.precision in guidance.PRECISIONS,
+            f"precision must be one of {guidance.PRECISIONS}, got {self.precision!r}",
+        )
+        check(
+            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
+        )
+
+
+def scale_name(scale: float) -> str:
+    """The scale as it appears in paths and tables: '3', '0.5', '10' (shortest float form)."""
+    return f"{float(scale):g}"
+
+
+# predictor(batch start, stop) -> noise predictor for that batch
+PredictorFactory = Callable[[int, int], guidance.NoisePredictor]
+
+
+def _predictors(
+    method: str,
+    scale: float,
+    unet,
+    scheduler,
+    target: int,
+    n: int,
+    cfg: CounterfactualConfig,
+    classifier_dir: Path | None,
+    device: torch.device,
+) -> PredictorFactory:
+    targets = torch.full((n,), target, dtype=torch.long)
+    if method == "cfg":
+        return lambda a, b: guidance.classifier_free(unet, targets[a:b], scale, cfg.precision)
+    if classifier_dir is None:
+        raise ConfigError("method 'cg' needs the guidance classifier (classifier_dir)")
+    classifier = load_classifier(classifier_dir, device)
+    if (classifier_dir / "scheduler").is_dir():  # its copy of the schedule it was trained with
+        check_same_schedule(scheduler, DDPMScheduler.from_pretrained(classifier_dir / "scheduler"))
+    null = guidance.null_label(unet)
+    unet_labels = targets if cfg.cg_conditioning == "target" else torch.full_like(targets, null)
+    bars = scheduler.alphas_cumprod
+    return lambda a, b: guidance.classifier_guided(
+        unet, classifier, bars, unet_labels[a:b], targets[a:b], scale, cfg.precision
+    )
+
+
+def make_counterfactuals(
+    method: str,
+    scale: float,
+    latents_dir: str | Path,
+    model_dir: str | Path,
+    store_dir: str | Path,
+    out_dir: str | Path,
+    cfg: CounterfactualConfig,
+    classifier_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Counterfactuals of every inverted image by ``method`` at ``scale``; return the scores."""
+    check(method in METHODS, f"method must be one of {METHODS}, got {method!r}")
+    check(scale >= 0, f"the guidance scale must be >= 0, got {scale}")
+    latents_dir, model_dir, store_dir, out_dir = map(
+        Path, (latents_dir, model_dir, store_dir, out_dir)
+    )
+    classifier_dir = None if classifier_dir is None else Path(classifier_dir)
+    device = resolve_device(cfg.device)
+    images, traj, meta = inverted_set(latents_dir, store_dir)
+    unet, scheduler, classes = load_diffusion(model_dir, device)
+    check_model_fits(unet, classes, images)
+    if cfg.target_class not in classes:
+        raise ConfigError(f"target_class {cfg.target_class!r} is not one of the classes {classes}")
+    target = classes.index(cfg.target_class)
+    if [round(float(b), 9) for b in scheduler.alphas_cumprod[list(traj.timesteps)]] != [
+        round(b, 9) for b in traj.alpha_bars[1:]
+    ]:
+        raise DataError(f"{latents_dir} was inverted with another noise schedule: re-run invert")
+    predictors = _predictors(
+        method, scale, unet, scheduler, target, len(images), cfg, classifier_dir, device
+    )
+    log.info(
+        "%s counterfactuals, scale %s, toward %s: %d images, %d DDIM steps from t = %d",
+        method, scale_name(scale), cfg.target_class, len(images), traj.steps,
+        traj.depth_timestep,
+    )  # fmt: skip
+    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
+    recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
+    with_lungs = images.has("lung_masks")
+    shape = (len(images), *images.shape)
+    scores = []
+    bar = tqdm(total=len(images), desc=f"{method} {scale_name(scale)}", unit="img",
+               disable=not progress)  # fmt: skip
+    with (
+        io.open_npy_memmap(out_dir / "counterfactuals.npy", shape, np.float32) as cf_out,
+        io.open_npy_memmap(out_dir / "diff.npy", shape, np.float32) as diff_out,
+        io.open_npy_memmap(out_dir / "absdiff.npy", shape, np.float32) as abs_out,
+    ):
+        for start, stop in images.batches(cfg.batch_size):
+            x_latent = torch.from_numpy(np.array(latents[start:stop]))[:, None].to(device)
+            out = decode(predictors(start, stop), traj, x_latent, cfg.clip_denoised)
+            cf = ((out[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
+            original = images.rows(start, stop)
+            cf_out[start:stop] = cf
+            diff_out[start:stop] = original - cf
+            abs_out[start:stop] = np.abs(original - cf)
+            lungs = images.rows(start, stop, "lung_masks") if with_lungs else None
+            stats = difference_scores(
+                original, cf, np.asarray(recons[start:stop]), lungs,
+                cfg.top_fraction, cfg.highpass_cutoff,
+            )  # fmt: skip
+            scores.append(pd.DataFrame(stats))
+            bar.update(stop - start)
+    bar.close()
+    ids = images.table[["row", "store_row", "image_id", "patient_id", "class_name", "label"]]
+    table = pd.concat([ids.reset_index(drop=True), pd.concat(scores, ignore_index=True)], axis=1)
+    table.insert(1, "method", method)
+    table.insert(2, "scale", float(scale))
+    io.write_parquet(out_dir / "scores.parquet", table)
+    write_examples(out_dir / "examples.png", images, table, latents_dir, out_dir, cfg.target_class)
+    provenance.write(
+        out_dir / "provenance.json",
+        "counterfactual",
+        cfg,
+        method=method,
+        scale=float(scale),
+        latents=str(latents_dir),
+        model=str(model_dir),
+        classifier=None if classifier_dir is None else str(classifier_dir),
+        inversion=meta,
+        mean_sum_abs=table.groupby("class_name")["sum_abs"].mean().to_dict(),
+    )
+    log.info(
+        "mean sum |original - counterfactual| per class: %s",
+        table.groupby("class_name")["sum_abs"].mean().round(2).to_dict(),
+    )
+    return table
+
+
+def example_rows(table: pd.DataFrame, per_class: int = 2) -> list[int]:
+    """Rows shown in the examples figure: per class, the largest then the smallest sum_abs."""
+    rows = []
+    for _, group in table.groupby("label", sort=True):
+        ordered = group.sort_values(["sum_abs", "row"], ascending=[False, True])["row"].tolist()
+        picks = ordered[:per_class] + ordered[::-1][:per_class]
+        rows += list(dict.fromkeys(picks))  # small classes: no image twice
+    return rows
+
+
+def write_examples(
+    path: Path,
+    images,
+    table: pd.DataFrame,
+    latents_dir: Path,
+    out_dir: Path,
+    target_class: str,
+) -> None:
+    """A labelled grid: one row per example image (:func:`example_rows`), four columns."""
+    rows = example_rows(table)
+    recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
+    cfs = np.load(out_dir / "counterfactuals.npy", mmap_mode="r")
+    absd = np.load(out_dir / "absdiff.npy", mmap_mode="r")
+    scale = max(float(absd[rows].max()), 1e-6)
+    grid = np.stack(
+        [np.stack([images.rows(r, r + 1)[0], recons[r], cfs[r], absd[r] / scale]) for r in rows]
+    )
+    labels = [f"{table.at[r, 'class_name']}\nsum {table.at[r, 'sum_abs']:.1f}" for r in rows]
+    method, scale_value = table.at[0, "method"], scale_name(table.at[0, "scale"])
+    columns = ["original", "reconstruction", f"toward {target_class}", f"|diff| (x{1 / scale:.1f})"]
+    write_labelled_grid(
+        path,
+        [Panel(f"{method}, scale {scale_value}", grid, labels, columns)],
+    )

@@ -1,0 +1,257 @@
+"""Inversion and counterfactuals with a tiny trained model: exactness, determinism, guidance."""
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from synthetic_store import make_store
+
+from cxrgen import cli, io
+from cxrgen.classifier.model import load_classifier
+from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
+from cxrgen.counterfactual import guidance
+from cxrgen.counterfactual.generate import (
+    CounterfactualConfig,
+    example_rows,
+    make_counterfactuals,
+)
+from cxrgen.counterfactual.invert import InvertConfig, invert_split
+from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean
+from cxrgen.diffusion.model import load_diffusion
+from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
+from cxrgen.errors import ConfigError, DataError
+
+SIZE = 16
+N_VALID = 8
+UNET = dict(block_out_channels=(16, 32), norm_num_groups=8, num_train_timesteps=100)
+TRAIN = dict(batch_size=4, warmup_steps=2, checkpoint_every=10, log_every=5)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A store, a trained diffusion model + classifier, and an inversion (10 steps, batch 3)."""
+    root = tmp_path_factory.mktemp("cf")
+    store, split = make_store(root / "data", n=24, size=SIZE, n_valid=N_VALID)
+    diffusion = root / "diffusion"
+    cfg = DiffusionTrainConfig(
+        **UNET, **TRAIN, attention_head_dim=8, attention_resolutions=(8,), lr=2e-3,
+        max_steps=30, n_sample_per_class=1, sample_steps=2,
+    )  # fmt: skip
+    train_diffusion(store, split, diffusion, cfg, progress=False)
+    classifier = root / "classifier"
+    ccfg = ClassifierTrainConfig(**UNET, **TRAIN, max_steps=20, valid_bins=2)
+    train_classifier(
+        store, split, classifier, ccfg, scheduler_dir=diffusion / "scheduler", progress=False
+    )
+    latents = root / "latents"
+    table = invert_split(
+        diffusion, store, split, latents, InvertConfig(steps=10, batch_size=3), progress=False
+    )
+    return dict(
+        root=root, store=store, split=split, diffusion=diffusion, classifier=classifier,
+        latents=latents, table=table,
+    )  # fmt: skip
+
+
+def counterfactuals(setup, method, scale, name, **cfg):
+    out = setup["root"] / name
+    scores = make_counterfactuals(
+        method, scale, setup["latents"], setup["diffusion"], setup["store"], out,
+        CounterfactualConfig(**{"batch_size": 3, **cfg}), setup["classifier"], progress=False,
+    )  # fmt: skip
+    return out, scores
+
+
+def load(folder, name):
+    return np.load(folder / f"{name}.npy")
+
+
+def test_inversion_covers_the_validation_split_and_reconstructs(setup):
+    table, latents = setup["table"], setup["latents"]
+    split = pd.read_parquet(setup["split"] / "split.parquet")
+    valid = split[split["split"] == "valid"].sort_values("row")
+    assert table["image_id"].tolist() == valid["image_id"].tolist()
+    assert table["cond_label"].tolist() == valid["label"].tolist()
+    assert load(latents, "latents").shape == (N_VALID, SIZE, SIZE)
+    assert load(latents, "latents").dtype == np.float32
+    # 10 steps to t = 50 of 100 with a 30-step model: ~41 dB; the residual is the eps mismatch
+    # between the up and the down path (tests/test_ddim.py: exact when eps does not move).
+    assert table["recon_psnr"].min() > 35
+    assert table["recon_max_abs"].max() < 0.08
+    assert table["latent_std"].min() > 0.3  # noised, not the image
+    recon = load(latents, "reconstructions")
+    store = np.load(setup["store"] / "images.npy")[table["store_row"]] / 65535
+    mse = ((recon - store) ** 2).mean(axis=(1, 2))
+    np.testing.assert_allclose(table["recon_psnr"], -10 * np.log10(mse), rtol=1e-4)
+    meta = io.read_json(latents / "trajectory.json")
+    assert meta["timesteps"] == list(range(5, 51, 5)) and meta["conditioning"] == "label"
+
+
+def test_more_steps_reconstruct_better(setup):
+    def median_psnr(steps):
+        cfg = InvertConfig(steps=steps, batch_size=8)
+        out = setup["root"] / f"steps{steps}"
+        table = invert_split(
+            setup["diffusion"], setup["store"], setup["split"], out, cfg, progress=False
+        )
+        return table["recon_psnr"].median()
+
+    coarse, fine = median_psnr(3), median_psnr(25)
+    assert fine > coarse + 3, (coarse, fine)
+
+
+def test_same_bytes_on_a_rerun_and_float_rounding_across_batch_sizes(setup):
+    """Nothing is random. Batched CPU kernels round differently for another batch size (also
+    with oneDNN off), so across batch sizes the results agree to float rounding only."""
+    cfg = InvertConfig(steps=10, batch_size=3)
+    again = setup["root"] / "latents_again"
+    invert_split(setup["diffusion"], setup["store"], setup["split"], again, cfg, progress=False)
+    other = setup["root"] / "latents_b8"
+    cfg = InvertConfig(steps=10, batch_size=8)
+    invert_split(setup["diffusion"], setup["store"], setup["split"], other, cfg, progress=False)
+    for name in ("latents", "reconstructions"):
+        reference = load(setup["latents"], name)
+        assert load(again, name).tobytes() == reference.tobytes()
+        np.testing.assert_allclose(load(other, name), reference, atol=1e-5, rtol=0)
+    for method, scale in (("cfg", 2.0), ("cg", 20.0)):
+        a, _ = counterfactuals(setup, method, scale, f"{method}_b3", batch_size=3)
+        b, _ = counterfactuals(setup, method, scale, f"{method}_b3_again", batch_size=3)
+        c, _ = counterfactuals(setup, method, scale, f"{method}_b8", batch_size=8)
+        reference = load(a, "counterfactuals")
+        assert load(b, "counterfactuals").tobytes() == reference.tobytes()
+        np.testing.assert_allclose(load(c, "counterfactuals"), reference, atol=1e-5, rtol=0)
+
+
+def test_outputs_agree_with_each_other(setup):
+    out, scores = counterfactuals(setup, "cfg", 3.0, "cfg_3")
+    cf, diff, absd = (load(out, n) for n in ("counterfactuals", "diff", "absdiff"))
+    original = np.load(setup["store"] / "images.npy")[setup["table"]["store_row"]] / 65535
+    np.testing.assert_allclose(diff, original - cf, atol=1e-6)
+    np.testing.assert_array_equal(absd, np.abs(diff))
+    assert cf.min() >= 0 and cf.max() <= 1 and cf.dtype == np.float32
+    assert pd.read_parquet(out / "scores.parquet").equals(scores)
+    assert scores["image_id"].tolist() == setup["table"]["image_id"].tolist()
+    assert set(COLUMNS) <= set(scores.columns)
+    assert (scores["method"] == "cfg").all() and (scores["scale"] == 3.0).all()
+    np.testing.assert_allclose(scores["sum_abs"], absd.sum(axis=(1, 2)), rtol=1e-5)
+    assert scores["lung_sum_abs"].isna().all()  # this store has no lung masks
+    assert scores["sum_abs"].min() > 0.5  # guidance changed every image
+    assert matplotlib.image.imread(out / "examples.png").shape[0] > 100
+    assert io.read_json(out / "provenance.json")["inversion"]["steps"] == 10
+
+
+def test_cfg_at_scale_zero_on_normal_images_is_the_reconstruction(setup):
+    """Encoded with their own label (Normal) and decoded toward Normal without guidance."""
+    out, scores = counterfactuals(setup, "cfg", 0.0, "cfg_0")
+    normal = (scores["class_name"] == "Normal").to_numpy()
+    recon = load(setup["latents"], "reconstructions")
+    np.testing.assert_allclose(load(out, "counterfactuals")[normal], recon[normal], atol=1e-5)
+    assert np.abs(load(out, "counterfactuals")[~normal] - recon[~normal]).max() > 1e-3
+
+
+def test_cfg_single_forward_equals_two_forwards(setup):
+    unet, _, _ = load_diffusion(setup["diffusion"])
+    x = torch.randn(4, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 0, 1, 0])
+    null = torch.full_like(labels, guidance.null_label(unet))
+    with torch.no_grad():
+        cond = unet(x, 30, class_labels=labels).sample
+        uncond = unet(x, 30, class_labels=null).sample
+    got = guidance.classifier_free(unet, labels, 2.5)(x, 30)
+    torch.testing.assert_close(got, cond + 2.5 * (cond - uncond), atol=1e-5, rtol=1e-5)
+
+
+def test_classifier_guidance_is_the_scaled_log_prob_gradient(setup):
+    unet, scheduler, _ = load_diffusion(setup["diffusion"])
+    classifier = load_classifier(setup["classifier"])
+    x = torch.randn(3, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    targets, null = torch.zeros(3, dtype=torch.long), torch.full((3,), 2)
+    bars = scheduler.alphas_cumprod
+    plain = guidance.conditional(unet, null)(x, 40)
+    guided = guidance.classifier_guided(unet, classifier, bars, null, targets, 7.0)(x, 40)
+    xg = x.clone().requires_grad_(True)
+    torch.log_softmax(classifier(xg, 40), -1)[:, 0].sum().backward()
+    expected = plain - 7.0 * (1 - bars[40]).sqrt() * xg.grad
+    torch.testing.assert_close(guided, expected, atol=1e-5, rtol=1e-4)
+    unguided = guidance.classifier_guided(unet, classifier, bars, null, targets, 0.0)(x, 40)
+    torch.testing.assert_close(unguided, plain)
+
+
+def test_classifier_guidance_raises_the_target_probability(setup):
+    classifier = load_classifier(setup["classifier"])
+
+    def log_odds_normal(folder):  # mean log p(Normal) / p(Opacity) at t = 0
+        x = torch.from_numpy(load(folder, "counterfactuals"))[:, None] * 2 - 1
+        with torch.no_grad():
+            logits = classifier(x, 0)
+        return (logits[:, 0] - logits[:, 1]).mean().item()
+
+    odds = [log_odds_normal(counterfactuals(setup, "cg", s, f"cg_{s}")[0]) for s in (0, 50, 300)]
+    assert odds[0] < odds[1] < odds[2] and odds[2] > odds[0] + 0.1, odds
+
+
+def test_bad_requests_are_named(setup):
+    with pytest.raises(ConfigError, match="target_class 'Healthy'"):
+        counterfactuals(setup, "cfg", 1.0, "bad1", target_class="Healthy")
+    with pytest.raises(ConfigError, match="method must be one of"):
+        counterfactuals(setup, "ddpm", 1.0, "bad2")
+    with pytest.raises(ConfigError, match="needs the guidance classifier"):
+        make_counterfactuals(
+            "cg", 1.0, setup["latents"], setup["diffusion"], setup["store"],
+            setup["root"] / "bad3", CounterfactualConfig(), None, progress=False,
+        )  # fmt: skip
+    with pytest.raises(DataError, match="run invert"):
+        make_counterfactuals(
+            "cfg", 1.0, setup["root"], setup["diffusion"], setup["store"],
+            setup["root"] / "bad4", CounterfactualConfig(), progress=False,
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="conditioning must be one of"):
+        InvertConfig(conditioning="null")
+    assert not (setup["root"] / "bad1" / "counterfactuals.npy").exists()
+
+
+def test_cli_inverts_and_writes_one_folder_per_scale(setup, tmp_path):
+    common = ["--model", str(setup["diffusion"]), "--store", str(setup["store"])]
+    argv = ["-q", "invert", *common, "--split-dir", str(setup["split"])]
+    assert cli.main([*argv, "--output", str(tmp_path / "lat"), "--steps", "4"]) == 0
+    argv = ["-q", "counterfactual", "--method", "cfg", "--scale", "1", "2.5", *common]
+    argv += ["--latents", str(tmp_path / "lat"), "--output", str(tmp_path / "cf")]
+    assert cli.main(argv) == 0
+    for scale in ("1", "2.5"):
+        scores = pd.read_parquet(tmp_path / "cf" / "cfg" / scale / "scores.parquet")
+        assert len(scores) == N_VALID and scores["scale"].iloc[0] == float(scale)
+
+
+def test_difference_scores_exact_values():
+    original = np.zeros((2, 4, 4), np.float32)
+    counterfactual = np.zeros((2, 4, 4), np.float32)
+    original[0, 1, 1] = 0.5  # a bright spot the counterfactual removed
+    counterfactual[0, 2, 2] = 0.25  # and a spot it added
+    original[1] = 0.1
+    lungs = np.zeros((2, 4, 4), np.uint8)
+    lungs[:, :, :2] = 1
+    lungs[:, :, 2:] = 2
+    lungs[1] = np.minimum(lungs[1], 1)  # a 0/1 mask: no sides
+    s = difference_scores(original, counterfactual, original, lungs, top_fraction=2 / 16)
+    np.testing.assert_allclose(s["sum_abs"], [0.75, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(s["mean_abs"], [0.75 / 16, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(s["top_mean_abs"], [0.375, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(s["sum_removed"], [0.5, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(s["guided_sum_abs"], s["sum_abs"], rtol=1e-6)
+    np.testing.assert_allclose(s["lung_sum_abs"], [0.75, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(s["right_lung_sum_abs"], [0.5, np.nan], rtol=1e-6)
+    np.testing.assert_allclose(s["left_lung_sum_abs"], [0.25, np.nan], rtol=1e-6)
+    assert s["hpf_energy"][0] > 0 and s["hpf_energy"][1] < 1e-10  # a constant has no HF
+    assert np.isnan(difference_scores(original, counterfactual, original)["lung_sum_abs"]).all()
+    np.testing.assert_allclose(top_mean(np.arange(10.0)[None], 0.01), [9.0])
+
+
+def test_example_rows_pick_extremes_per_class():
+    table = pd.DataFrame(
+        {"row": range(6), "label": [0, 0, 0, 1, 1, 1], "sum_abs": [5, 1, 3, 2, 9, 4]}
+    )
+    assert example_rows(table, per_class=1) == [0, 1, 4, 3]
+    assert example_rows(table.iloc[:1], per_class=2) == [0]

@@ -1,0 +1,29 @@
+"""Rule counterfactual: healthy counterfactuals of the latents by one method at one scale."""
+
+from pathlib import Path
+
+from cxrgen import logs
+from cxrgen.config import from_mapping
+from cxrgen.devices import claim_device
+
+smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+
+with logs.stage_log(smk.log[0]), claim_device():
+    import torch
+
+    from cxrgen.counterfactual.generate import CounterfactualConfig, make_counterfactuals
+
+    torch.set_num_threads(smk.threads)
+    name = f"datasets.{smk.wildcards.dataset}.counterfactual"
+    cfg = from_mapping(CounterfactualConfig, smk.params.cfg, name)
+    classifier = smk.input.get("classifier")
+    make_counterfactuals(
+        smk.wildcards.method,
+        float(smk.wildcards.scale),
+        Path(smk.input.latents).parent,
+        Path(smk.input.unet).parents[1],
+        Path(smk.input.images).parent,
+        Path(smk.output.scores).parent,
+        cfg,
+        classifier_dir=Path(classifier).parent if classifier else None,
+    )
