@@ -17,7 +17,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     gan="stargan|dcgan",
-    method="cfg|cg",
+    method="cfg|cg|stargan",
     scale=r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?",
 
 
@@ -37,5 +37,7 @@ rule all:
             dataset=DIFFUSION_DATASETS,
             model=["diffusion", "classifier"],
         ),
-        expand("results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_DATASETS),
+        expand(
+            "results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_EVAL_DATASETS
+        ),
         counterfactual_targets("scores.parquet"),

@@ -7,7 +7,7 @@ PHANTOM_DATASETS = [
     d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"
 ]
 DIFFUSION_DATASETS = [d for d in DATASETS if "diffusion" in config["datasets"][d]]
-GAN_DATASETS = [d for d in DATASETS if "stargan" in config["datasets"][d]]
+GAN_EVAL_DATASETS = [d for d in DATASETS if "gan_eval" in config["datasets"][d]]
 RESULTS = "results"
 
 # Make the cxrgen package importable by every job, whatever environment runs it (the uv
@@ -97,14 +97,30 @@ def scale_wildcard(scale):
 
 
 def counterfactual_inputs(wildcards):
-    """Latents and models of one counterfactual job; the classifier only for method cg."""
+    """Latents and the model of one counterfactual job (+ the classifier for method cg)."""
     d = wildcards.dataset
     inputs = {
         "latents": f"{RESULTS}/latents/{d}/latents.npy",
         "index": f"{RESULTS}/latents/{d}/index.parquet",
-        "unet": f"{RESULTS}/models/{d}/diffusion/unet/diffusion_pytorch_model.safetensors",
         "images": f"{RESULTS}/data/{d}/images.npy",
     }
+    if wildcards.method == "stargan":
+        if "stargan" not in dataset_cfg(wildcards):
+            raise WorkflowError(
+                f"datasets.{d}.guidance_scales has method stargan but datasets.{d} has no "
+                "stargan section to train the translator with"
+            )
+        inputs["model"] = f"{RESULTS}/models/{d}/stargan/generator.safetensors"
+    else:
+        inputs["model"] = (
+            f"{RESULTS}/models/{d}/diffusion/unet/diffusion_pytorch_model.safetensors"
+        )
     if wildcards.method == "cg":
         inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
     return inputs
+
+
+def counterfactual_model_dir(wildcards):
+    """The model folder a counterfactual job reads: the diffusion model or the StarGAN one."""
+    name = "stargan" if wildcards.method == "stargan" else "diffusion"
+    return f"{RESULTS}/models/{wildcards.dataset}/{name}"

@@ -63,5 +63,6 @@ rule counterfactual:
         mem_mb=16000,
     params:
         cfg=section("counterfactual"),
+        model_dir=counterfactual_model_dir,
     script:
         "../workflow_scripts/counterfactual.py"

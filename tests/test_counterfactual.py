@@ -193,6 +193,36 @@ def test_classifier_guidance_raises_the_target_probability(setup):
     assert odds[0] < odds[1] < odds[2] and odds[2] > odds[0] + 0.1, odds
 
 
+def test_stargan_translates_the_same_images(setup):
+    from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+
+    model = setup["root"] / "stargan"
+    tiny = dict(base_dim=8, max_conv_dim=16, style_dim=8, latent_dim=4, mapping_dim=16)
+    cfg = StarGANTrainConfig(
+        **tiny, g_downsamplings=2, batch_size=4, max_steps=2, checkpoint_every=2,
+        n_sample_per_domain=1,
+    )  # fmt: skip
+    train_stargan(setup["store"], setup["split"], model, cfg, progress=False)
+
+    def run(scale, name, batch_size=3):
+        out = setup["root"] / name
+        scores = make_counterfactuals(
+            "stargan", scale, setup["latents"], model, setup["store"], out,
+            CounterfactualConfig(batch_size=batch_size), progress=False,
+        )  # fmt: skip
+        return load(out, "counterfactuals"), scores
+
+    own, scores = run(0.0, "sg0")
+    assert scores["image_id"].tolist() == setup["table"]["image_id"].tolist()
+    assert scores["guided_sum_abs"].isna().all() and (scores["method"] == "stargan").all()
+    assert run(0.0, "sg0_again")[0].tobytes() == own.tobytes()
+    mixed = run(1.0, "sg1")[0]
+    np.testing.assert_allclose(run(1.0, "sg1_b8", batch_size=8)[0], mixed, atol=1e-5, rtol=0)
+    assert np.abs(mixed - own).max() > 1e-3  # a random style is another translation
+    with pytest.raises(ConfigError, match="style mix weight"):
+        run(1.5, "sg_bad")
+
+
 def test_bad_requests_are_named(setup):
     with pytest.raises(ConfigError, match="target_class 'Healthy'"):
         counterfactuals(setup, "cfg", 1.0, "bad1", target_class="Healthy")

@@ -145,7 +145,7 @@ def test_counterfactual_artefacts(smoke_run):
     # between the up and the down path of a coarse, barely trained model; more steps and a
     # trained model raise it, see tests/test_counterfactual.py)
     assert index["recon_psnr"].min() > 30, index["recon_psnr"].tolist()
-    for method, scale in (("cfg", "3"), ("cg", "10")):
+    for method, scale in (("cfg", "3"), ("cg", "10"), ("stargan", "0.5")):
         out = res / "counterfactuals" / "rsna" / method / scale
         scores = pd.read_parquet(out / "scores.parquet")
         assert scores["image_id"].tolist() == index["image_id"].tolist()
@@ -158,7 +158,8 @@ def test_counterfactual_artefacts(smoke_run):
 
 
 def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path):
-    scales = {"datasets": {"rsna": {"guidance_scales": {"cfg": [3, 0.5], "cg": [10]}}}}
+    scales = {"cfg": [3, 0.5], "cg": [10], "stargan": [0.5]}
+    scales = {"datasets": {"rsna": {"guidance_scales": scales}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "s.yaml", scales),))
     assert jobs == {"counterfactual": 1, "all": 1}
 
@@ -166,13 +167,13 @@ def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path)
 def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
-    assert jobs == {"counterfactual": 2, "all": 1}
+    assert jobs == {"counterfactual": 3, "all": 1}
 
 
 def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
-    assert jobs == {"invert": 1, "counterfactual": 2, "all": 1}
+    assert jobs == {"invert": 1, "counterfactual": 3, "all": 1}
 
 
 def test_killed_training_resumes_from_its_checkpoint(smoke_run):

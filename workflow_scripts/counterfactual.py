@@ -21,7 +21,7 @@ with logs.stage_log(smk.log[0]), claim_device():
         smk.wildcards.method,
         float(smk.wildcards.scale),
         Path(smk.input.latents).parent,
-        Path(smk.input.unet).parents[1],
+        Path(smk.params.model_dir),
         Path(smk.input.images).parent,
         Path(smk.output.scores).parent,
         cfg,

@@ -227,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, choices=METHODS)
     p.add_argument("--scale", required=True, type=float, nargs="+", help="guidance scale(s)")
     p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
-    p.add_argument("--model", required=True, type=Path, help="trained diffusion model folder")
+    p.add_argument(
+        "--model", required=True, type=Path, help="diffusion model (cfg, cg) / StarGAN folder"
+    )
     p.add_argument("--store", required=True, type=Path)
     p.add_argument("--classifier", type=Path, help="guidance classifier folder (method cg)")
     p.add_argument("--output", required=True, type=Path, help="writes OUTPUT/METHOD/SCALE/")

@@ -14,8 +14,11 @@ decodes the latents of the invert stage (same trajectory, no re-inversion) towar
 
 Methods: ``cfg`` (classifier-free guidance toward the target class, scale w) and ``cg``
 (classifier guidance by the noise-aware classifier, scale s; the UNet conditioned on the null
-class by default, as Wolleb et al.'s unconditional model). Nothing is random: the result does
-not depend on the batch size. Arrays are streamed into memory maps batch by batch.
+class by default, as Wolleb et al.'s unconditional model) decode the latents; ``stargan``
+translates the originals with Med-StyleGAN2 (:mod:`cxrgen.counterfactual.stargan`; the
+scale mixes the image's own style with a random one), so every method is compared on the
+same images. The result does not depend on the batch size (up to float rounding); arrays are
+streamed into memory maps batch by batch.
 """
 
 from __future__ import annotations
@@ -34,18 +37,19 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.classifier.model import load_classifier
 from cxrgen.config import check
-from cxrgen.counterfactual import guidance
-from cxrgen.counterfactual.ddim import decode
-from cxrgen.counterfactual.invert import check_model_fits, inverted_set
+from cxrgen.counterfactual import guidance, stargan
+from cxrgen.counterfactual.ddim import Trajectory, decode
+from cxrgen.counterfactual.invert import ImageSet, check_model_fits, inverted_set
 from cxrgen.counterfactual.scores import difference_scores
 from cxrgen.diffusion.model import check_same_schedule, load_diffusion
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.gan.artifacts import Panel, write_labelled_grid
 from cxrgen.gan.loop import resolve_device
+from cxrgen.gan.stargan_train import load_stargan
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cfg", "cg")
+METHODS = ("cfg", "cg", "stargan")
 CG_CONDITIONINGS = ("unconditional", "target")
 
 
@@ -60,6 +64,7 @@ class CounterfactualConfig:
     'target'. top_fraction: the share of
     pixels in the top_mean_abs score. highpass_cutoff: the hpf_energy score's cut-off, a
     fraction of Nyquist. precision: 'bf16' autocast on CUDA or 'fp32'. device: auto/cpu/cuda.
+    seed: the random styles of method stargan at scale > 0 (diffusion methods use none).
     """
 
     target_class: str = "Normal"
@@ -70,8 +75,10 @@ class CounterfactualConfig:
     highpass_cutoff: float = 0.25
     precision: str = "bf16"
     device: str = "auto"
+    seed: int = 0
 
     def __post_init__(self):
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(
             self.cg_conditioning in CG_CONDITIONINGS,
@@ -93,35 +100,74 @@ def scale_name(scale: float) -> str:
     return f"{float(scale):g}"
 
 
-# predictor(batch start, stop) -> noise predictor for that batch
-PredictorFactory = Callable[[int, int], guidance.NoisePredictor]
+# translate(start, stop, originals in [0, 1]) -> counterfactuals in [0, 1], rows start..stop
+Translator = Callable[[int, int, np.ndarray], np.ndarray]
 
 
-def _predictors(
+def _diffusion(
     method: str,
     scale: float,
-    unet,
-    scheduler,
-    target: int,
-    n: int,
+    latents_dir: Path,
+    model_dir: Path,
+    images: ImageSet,
+    traj: Trajectory,
     cfg: CounterfactualConfig,
     classifier_dir: Path | None,
     device: torch.device,
-) -> PredictorFactory:
-    targets = torch.full((n,), target, dtype=torch.long)
-    if method == "cfg":
-        return lambda a, b: guidance.classifier_free(unet, targets[a:b], scale, cfg.precision)
-    if classifier_dir is None:
-        raise ConfigError("method 'cg' needs the guidance classifier (classifier_dir)")
-    classifier = load_classifier(classifier_dir, device)
-    if (classifier_dir / "scheduler").is_dir():  # its copy of the schedule it was trained with
-        check_same_schedule(scheduler, DDPMScheduler.from_pretrained(classifier_dir / "scheduler"))
-    null = guidance.null_label(unet)
-    unet_labels = targets if cfg.cg_conditioning == "target" else torch.full_like(targets, null)
+) -> Translator:
+    """Decode the latents with classifier-free (cfg) or classifier (cg) guidance."""
+    unet, scheduler, classes = load_diffusion(model_dir, device)
+    check_model_fits(unet, classes, images)
     bars = scheduler.alphas_cumprod
-    return lambda a, b: guidance.classifier_guided(
-        unet, classifier, bars, unet_labels[a:b], targets[a:b], scale, cfg.precision
-    )
+    if [round(float(bars[t]), 9) for t in traj.timesteps] != [
+        round(b, 9) for b in traj.alpha_bars[1:]
+    ]:
+        raise DataError(f"{latents_dir} was inverted with another noise schedule: re-run invert")
+    targets = torch.full((len(images),), classes.index(cfg.target_class), dtype=torch.long)
+    if method == "cfg":
+
+        def predictor(a: int, b: int) -> guidance.NoisePredictor:
+            return guidance.classifier_free(unet, targets[a:b], scale, cfg.precision)
+
+    else:
+        if classifier_dir is None:
+            raise ConfigError("method 'cg' needs the guidance classifier (classifier_dir)")
+        classifier = load_classifier(classifier_dir, device)
+        if (classifier_dir / "scheduler").is_dir():  # its copy of the schedule it trained with
+            saved = DDPMScheduler.from_pretrained(classifier_dir / "scheduler")
+            check_same_schedule(scheduler, saved)
+        null = torch.full_like(targets, guidance.null_label(unet))
+        unet_labels = targets if cfg.cg_conditioning == "target" else null
+
+        def predictor(a: int, b: int) -> guidance.NoisePredictor:
+            return guidance.classifier_guided(
+                unet, classifier, bars, unet_labels[a:b], targets[a:b], scale, cfg.precision
+            )
+
+    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
+
+    def translate(a: int, b: int, original: np.ndarray) -> np.ndarray:
+        x_latent = torch.from_numpy(np.array(latents[a:b]))[:, None].to(device)
+        out = decode(predictor(a, b), traj, x_latent, cfg.clip_denoised)
+        return ((out[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
+
+    return translate
+
+
+def _stargan(
+    scale: float, model_dir: Path, images: ImageSet, cfg: CounterfactualConfig, device
+) -> Translator:
+    """Translate the originals into the target domain with Med-StyleGAN2."""
+    check(scale <= 1, f"the stargan scale is a style mix weight in [0, 1], got {scale}")
+    model = load_stargan(model_dir, device)
+    stargan.check_stargan_fits(model, images.classes, images.shape)
+    target = images.classes.index(cfg.target_class)
+    rows = images.table["row"].to_numpy()
+
+    def translate(a: int, b: int, original: np.ndarray) -> np.ndarray:
+        return stargan.translate(model, original, rows[a:b], target, scale, cfg.seed, device)
+
+    return translate
 
 
 def make_counterfactuals(
@@ -135,7 +181,10 @@ def make_counterfactuals(
     classifier_dir: str | Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Counterfactuals of every inverted image by ``method`` at ``scale``; return the scores."""
+    """Counterfactuals of every inverted image by ``method`` at ``scale``; return the scores.
+
+    ``model_dir`` is the diffusion model (cfg, cg) or the StarGAN model (stargan).
+    """
     check(method in METHODS, f"method must be one of {METHODS}, got {method!r}")
     check(scale >= 0, f"the guidance scale must be >= 0, got {scale}")
     latents_dir, model_dir, store_dir, out_dir = map(
@@ -144,24 +193,25 @@ def make_counterfactuals(
     classifier_dir = None if classifier_dir is None else Path(classifier_dir)
     device = resolve_device(cfg.device)
     images, traj, meta = inverted_set(latents_dir, store_dir)
-    unet, scheduler, classes = load_diffusion(model_dir, device)
-    check_model_fits(unet, classes, images)
-    if cfg.target_class not in classes:
-        raise ConfigError(f"target_class {cfg.target_class!r} is not one of the classes {classes}")
-    target = classes.index(cfg.target_class)
-    if [round(float(b), 9) for b in scheduler.alphas_cumprod[list(traj.timesteps)]] != [
-        round(b, 9) for b in traj.alpha_bars[1:]
-    ]:
-        raise DataError(f"{latents_dir} was inverted with another noise schedule: re-run invert")
-    predictors = _predictors(
-        method, scale, unet, scheduler, target, len(images), cfg, classifier_dir, device
+    if cfg.target_class not in images.classes:
+        raise ConfigError(
+            f"target_class {cfg.target_class!r} is not one of the classes {list(images.classes)}"
+        )
+    if method == "stargan":
+        translate = _stargan(scale, model_dir, images, cfg, device)
+    else:
+        translate = _diffusion(
+            method, scale, latents_dir, model_dir, images, traj, cfg, classifier_dir, device
+        )
+    how = (
+        "image-to-image translation"
+        if method == "stargan"
+        else f"{traj.steps} DDIM steps from t = {traj.depth_timestep}"
     )
     log.info(
-        "%s counterfactuals, scale %s, toward %s: %d images, %d DDIM steps from t = %d",
-        method, scale_name(scale), cfg.target_class, len(images), traj.steps,
-        traj.depth_timestep,
+        "%s counterfactuals, scale %s, toward %s: %d images, %s",
+        method, scale_name(scale), cfg.target_class, len(images), how,
     )  # fmt: skip
-    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
     recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
     with_lungs = images.has("lung_masks")
     shape = (len(images), *images.shape)
@@ -174,16 +224,16 @@ def make_counterfactuals(
         io.open_npy_memmap(out_dir / "absdiff.npy", shape, np.float32) as abs_out,
     ):
         for start, stop in images.batches(cfg.batch_size):
-            x_latent = torch.from_numpy(np.array(latents[start:stop]))[:, None].to(device)
-            out = decode(predictors(start, stop), traj, x_latent, cfg.clip_denoised)
-            cf = ((out[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
             original = images.rows(start, stop)
+            cf = translate(start, stop, original)
             cf_out[start:stop] = cf
             diff_out[start:stop] = original - cf
             abs_out[start:stop] = np.abs(original - cf)
             lungs = images.rows(start, stop, "lung_masks") if with_lungs else None
+            # the change made by guidance alone: against the decoded latent (diffusion only)
+            recon = None if method == "stargan" else np.asarray(recons[start:stop])
             stats = difference_scores(
-                original, cf, np.asarray(recons[start:stop]), lungs,
+                original, cf, recon, lungs,
                 cfg.top_fraction, cfg.highpass_cutoff,
             )  # fmt: skip
             scores.append(pd.DataFrame(stats))

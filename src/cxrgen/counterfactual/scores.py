@@ -39,12 +39,15 @@ def top_mean(values: np.ndarray, fraction: float) -> np.ndarray:
 def difference_scores(
     original: np.ndarray,
     counterfactual: np.ndarray,
-    reconstruction: np.ndarray,
+    reconstruction: np.ndarray | None,
     lung_masks: np.ndarray | None = None,
     top_fraction: float = 0.01,
     highpass_cutoff: float = 0.25,
 ) -> dict[str, np.ndarray]:
-    """Statistics of :data:`COLUMNS` for a batch of (B, H, W) images; NaN where no lung mask."""
+    """Statistics of :data:`COLUMNS` for a batch of (B, H, W) images.
+
+    NaN where there is no lung mask (lung sums) or no reconstruction (``guided_sum_abs``).
+    """
     diff = (original - counterfactual).astype(np.float32)
     absd = np.abs(diff)
     n = len(diff)
@@ -55,11 +58,13 @@ def difference_scores(
         "top_mean_abs": top_mean(absd, top_fraction).astype(np.float64),
         "sum_removed": np.clip(diff, 0, None).sum(axis=(1, 2), dtype=np.float64),
         "hpf_energy": (highpass(diff, highpass_cutoff) ** 2).mean(axis=(1, 2), dtype=np.float64),
-        "guided_sum_abs": np.abs(reconstruction - counterfactual).sum(
-            axis=(1, 2), dtype=np.float64
-        ),
     }
     nan = np.full(n, np.nan)
+    if reconstruction is None:
+        out["guided_sum_abs"] = nan
+    else:
+        change = np.abs(reconstruction - counterfactual)
+        out["guided_sum_abs"] = change.sum(axis=(1, 2), dtype=np.float64)
     if lung_masks is None:
         out.update(lung_sum_abs=nan, right_lung_sum_abs=nan, left_lung_sum_abs=nan)
     else:
