@@ -176,6 +176,48 @@ def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smo
     assert jobs == {"invert": 1, "counterfactual": 3, "all": 1}
 
 
+def test_one_stage_reruns_with_R_until_and_f(smoke_run):
+    jobs = planned_jobs(smoke_run, "-R", "train_classifier")
+    # cg counterfactuals and the chest X-ray FID read the classifier
+    assert jobs == {"train_classifier": 1, "counterfactual": 1, "gan_metrics": 1, "all": 1}
+    assert planned_jobs(smoke_run, "-R", "train_classifier", "--until", "train_classifier") == {
+        "train_classifier": 1
+    }
+    assert planned_jobs(smoke_run, "-f", "results/latents/rsna/index.parquet") == {"invert": 1}
+
+
+def test_diffusion_change_replans_training_and_downstream_not_data(smoke_run, tmp_path):
+    change = {"datasets": {"rsna": {"diffusion": {"lr": 5e-4}}}}
+    jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "d.yaml", change),))
+    assert jobs == {
+        "train_diffusion": 1,
+        "train_classifier": 1,  # trained with the diffusion model's noise schedule
+        "invert": 1,
+        "counterfactual": 3,
+        "gan_metrics": 1,
+        "all": 1,
+    }
+
+
+def test_code_change_in_one_stage_replans_that_stage(smoke_run):
+    """Outputs older than the stage's module, as after editing counterfactual/invert.py."""
+    import os
+
+    from workflow_helpers import ROOT
+
+    module = ROOT / "src" / "cxrgen" / "counterfactual" / "invert.py"
+    outputs = sorted((smoke_run / "results" / "latents" / "rsna").glob("*"))
+    times = {p: p.stat().st_mtime for p in outputs}
+    try:
+        for p in outputs:
+            os.utime(p, (module.stat().st_mtime - 60,) * 2)
+        assert planned_jobs(smoke_run) == {"invert": 1, "counterfactual": 3, "all": 1}
+    finally:
+        for p, t in times.items():
+            os.utime(p, (t, t))
+    assert planned_jobs(smoke_run) == {}
+
+
 def test_killed_training_resumes_from_its_checkpoint(smoke_run):
     """A job killed after its step-20 checkpoint: re-running the rule resumes there."""
     res = smoke_run / "results"

@@ -34,8 +34,8 @@ preset's UNet is --widths 128 128 256 256 512 512 --layers 2 --attention 32 16 -
 --groups 32 (about 115M parameters).
 
 Examples (CPU, 64x64, one thread: about 80 s on a 2-core machine; 256 px: a projection):
-    uv run python benchmarks/counterfactual.py
-    uv run python benchmarks/counterfactual.py --size 256 --images 4 --batch-size 4 --steps 4
+    uv run python benchmarks/bench_counterfactual.py
+    uv run python benchmarks/bench_counterfactual.py --size 256 --images 4 --batch-size 4 --steps 4
 """
 
 from __future__ import annotations
