@@ -1,0 +1,1 @@
+"""Evaluation of counterfactuals: detection, localisation, ground truth, severity, spectra."""

@@ -1,0 +1,143 @@
+"""Counterfactuals of the phantoms against their exact ground truth (healthy twin, lesion mask).
+
+Only the phantoms have both: the image as it would be without its lesion and the lesion's
+pixels. ``ground_truth_table`` reports
+
+* on the images with a non-empty lesion mask (subset ``lesion images``): the localisation of
+  the anomaly maps against the true lesion mask (pixel AUROC pooled and mean per image,
+  pointing game, best-threshold Dice; :func:`cxrgen.evaluation.localisation.mask_agreement`),
+  and the counterfactual's error against the true healthy image, mean |counterfactual -
+  healthy| inside the lesion (``cf_error_inside``) and outside it (``cf_error_outside``); an
+  ideal counterfactual has both ~0. The same for the original (``original_error_inside`` is
+  the lesion's contrast, ``original_error_outside`` 0 for phantoms) so the reduction shows:
+  ``lesion_removed_fraction`` = 1 - cf_error_inside / original_error_inside (1: the lesion is
+  gone exactly; 0: untouched). Errors are per-image means averaged over the images; the
+  fraction is the ratio of those averages (a ratio per image is unstable for faint lesions);
+* on the negative images (``is_positive`` False, subset ``normal images``): ``cf_change``,
+  the mean |counterfactual - original|, how much the method changes healthy images.
+
+Every image array is float in [0, 1]: the store's ``healthy.npy`` (uint8/uint16) must be
+scaled by the caller with :func:`cxrgen.data.geometry.dequantize`, as the originals are.
+Arrays are read in chunks of ``chunk`` rows as float32, summed in float64 (memory maps stay
+on disk); the result does not depend on the chunk size. Long format: metric, value, n_images,
+subset, threshold (the best Dice threshold, NaN for the other metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from cxrgen.config import check
+from cxrgen.errors import DataError
+from cxrgen.evaluation.localisation import MAX_POOLED_PIXELS, mask_agreement
+
+log = logging.getLogger(__name__)
+
+LESION, NORMAL = "lesion images", "normal images"
+COLUMNS = ("metric", "value", "n_images", "subset", "threshold")
+
+
+def _float_images(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
+    if array.shape != shape:
+        raise DataError(f"{name} has shape {array.shape}, the anomaly maps {shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataError(
+            f"{name} is {array.dtype}: scale it to [0, 1] float first "
+            "(cxrgen.data.geometry.dequantize)"
+        )
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-image mean of (B, P) ``values`` over ``mask``; NaN where the mask is empty."""
+    count = mask.sum(axis=1)
+    total = np.where(mask, values, 0).sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def ground_truth_table(
+    original: np.ndarray,
+    counterfactual: np.ndarray,
+    anomaly_maps: np.ndarray,
+    healthy: np.ndarray,
+    lesion_masks: np.ndarray,
+    is_positive: Sequence[bool],
+    chunk: int = 256,
+    thresholds: Sequence[float] | None = None,
+    max_pixels: int = MAX_POOLED_PIXELS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Localisation and counterfactual error of (N, H, W) arrays vs the phantoms' ground truth.
+
+    ``original``, ``counterfactual`` and ``healthy`` are float in [0, 1]; ``lesion_masks`` is
+    nonzero on lesion pixels; row i of every array is the same image. See the module docstring.
+    """
+    check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
+    if anomaly_maps.ndim != 3:
+        raise DataError(f"anomaly maps must be (N, H, W), got shape {anomaly_maps.shape}")
+    shape = anomaly_maps.shape
+    for name, array in (("original", original), ("counterfactual", counterfactual)):
+        _float_images(name, array, shape)
+    _float_images("healthy", healthy, shape)
+    if lesion_masks.shape != shape:
+        raise DataError(f"lesion masks have shape {lesion_masks.shape}, the anomaly maps {shape}")
+    positive = np.asarray(is_positive, dtype=bool)
+    if positive.shape != (len(anomaly_maps),):
+        raise DataError(f"{positive.size} labels for {len(anomaly_maps)} images")
+
+    n = len(anomaly_maps)
+    has_lesion = np.zeros(n, dtype=bool)
+    errors = {k: np.full(n, np.nan) for k in ("cf_in", "cf_out", "orig_in", "orig_out", "change")}
+    for start in range(0, n, chunk):
+        part = slice(start, min(start + chunk, n))
+        b = part.stop - start
+        orig = np.asarray(original[part], dtype=np.float32).reshape(b, -1)
+        cf = np.asarray(counterfactual[part], dtype=np.float32).reshape(b, -1)
+        truth = np.asarray(healthy[part], dtype=np.float32).reshape(b, -1)
+        lesion = np.asarray(lesion_masks[part]).reshape(b, -1) != 0
+        has_lesion[part] = lesion.any(axis=1)
+        cf_err, orig_err = np.abs(cf - truth), np.abs(orig - truth)
+        errors["cf_in"][part] = _masked_mean(cf_err, lesion)
+        errors["cf_out"][part] = _masked_mean(cf_err, ~lesion)
+        errors["orig_in"][part] = _masked_mean(orig_err, lesion)
+        errors["orig_out"][part] = _masked_mean(orig_err, ~lesion)
+        errors["change"][part] = np.abs(cf - orig).mean(axis=1, dtype=np.float64)
+    if (positive & ~has_lesion).any():
+        log.warning(
+            "%d positive images have an empty lesion mask", int((positive & ~has_lesion).sum())
+        )
+
+    def masks_of(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(lesion_masks[rows]) != 0
+
+    lesion_rows = np.flatnonzero(has_lesion)
+    table = mask_agreement(
+        anomaly_maps, lesion_rows, masks_of, thresholds, chunk, max_pixels, seed
+    ).assign(subset=LESION)
+
+    def mean(values: np.ndarray, rows: np.ndarray) -> tuple[float, int]:
+        kept = values[rows][np.isfinite(values[rows])]
+        return (float(kept.mean()) if len(kept) else np.nan), len(kept)
+
+    rows = []
+    for metric, key in (
+        ("cf_error_inside", "cf_in"),
+        ("cf_error_outside", "cf_out"),
+        ("original_error_inside", "orig_in"),
+        ("original_error_outside", "orig_out"),
+    ):
+        rows.append((metric, *mean(errors[key], lesion_rows), LESION, np.nan))
+    (cf_in, n_in), (orig_in, _) = (
+        mean(errors["cf_in"], lesion_rows),
+        mean(errors["orig_in"], lesion_rows),
+    )
+    removed = 1.0 - cf_in / orig_in if orig_in > 0 else np.nan
+    rows.append(("lesion_removed_fraction", removed, n_in, LESION, np.nan))
+    rows.append(("cf_change", *mean(errors["change"], np.flatnonzero(~positive)), NORMAL, np.nan))
+    return pd.concat(
+        [table[list(COLUMNS)], pd.DataFrame(rows, columns=list(COLUMNS))], ignore_index=True
+    )
