@@ -25,6 +25,7 @@ include: "rules/data.smk"
 include: "rules/diffusion.smk"
 include: "rules/gan.smk"
 include: "rules/counterfactual.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:
@@ -41,3 +42,4 @@ rule all:
             "results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_EVAL_DATASETS
         ),
         counterfactual_targets("scores.parquet"),
+        evaluate_targets(),

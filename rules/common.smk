@@ -124,3 +124,35 @@ def counterfactual_model_dir(wildcards):
     """The model folder a counterfactual job reads: the diffusion model or the StarGAN one."""
     name = "stargan" if wildcards.method == "stargan" else "diffusion"
     return f"{RESULTS}/models/{wildcards.dataset}/{name}"
+
+
+def evaluate_inputs(wildcards):
+    """Every counterfactual of the data set (scores and maps), its inversion and classifier."""
+    d = wildcards.dataset
+    scales = dataset_cfg(wildcards).get("guidance_scales") or {}
+    folders = [
+        f"{RESULTS}/counterfactuals/{d}/{m}/{scale_wildcard(s)}"
+        for m, values in scales.items()
+        for s in values
+    ]
+    if not folders:
+        raise WorkflowError(
+            f"datasets.{d}.guidance_scales lists no method and scale to evaluate"
+        )
+    inputs = {
+        "scores": [f"{f}/scores.parquet" for f in folders],
+        "absdiff": [f"{f}/absdiff.npy" for f in folders],
+        "latents": f"{RESULTS}/latents/{d}/index.parquet",
+        "images": f"{RESULTS}/data/{d}/images.npy",
+    }
+    if "classifier" in dataset_cfg(wildcards):
+        inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
+    return inputs
+
+
+def evaluate_targets():
+    return [
+        f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet"
+        for d in DIFFUSION_DATASETS
+        if config["datasets"][d].get("guidance_scales")
+    ]

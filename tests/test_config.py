@@ -84,6 +84,7 @@ def phantom_config_class(layout):
         ("gan_eval", "cxrgen.metrics.gan_eval.GANEvalConfig"),
         ("invert", "cxrgen.counterfactual.invert.InvertConfig"),
         ("counterfactual", "cxrgen.counterfactual.generate.CounterfactualConfig"),
+        ("evaluate", "cxrgen.evaluation.run.EvaluateConfig"),
     ],
 )
 def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):

@@ -157,29 +157,46 @@ def test_counterfactual_artefacts(smoke_run):
         assert (out / "examples.png").stat().st_size > 5_000
 
 
+def test_evaluation_artefacts(smoke_run):
+    metrics = smoke_run / "results" / "metrics" / "rsna" / "counterfactual"
+    detection = pd.read_parquet(metrics / "detection.parquet")
+    measured = detection[detection["source"] == "measured"]
+    assert set(measured["method"]) == {"cfg", "cg", "stargan", "classifier"}
+    assert measured["value"].between(0, 1).all()
+    assert (measured["ci_low"] <= measured["value"] + 1e-9).all()
+    ground_truth = pd.read_parquet(metrics / "ground_truth.parquet")
+    assert {"pixel_auroc_pooled", "lesion_removed_fraction"} <= set(ground_truth["metric"])
+    assert not pd.read_parquet(metrics / "severity.parquet").empty  # phantoms have RALO scores
+    summary = pd.read_parquet(metrics / "summary.parquet")
+    assert "AUROC, best setting" in set(summary["metric"])
+    assert "## detection" in (metrics / "summary.md").read_text()
+
+
 def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path):
     scales = {"cfg": [3, 0.5], "cg": [10], "stargan": [0.5]}
     scales = {"datasets": {"rsna": {"guidance_scales": scales}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "s.yaml", scales),))
-    assert jobs == {"counterfactual": 1, "all": 1}
+    assert jobs == {"counterfactual": 1, "evaluate": 1, "all": 1}
 
 
 def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
-    assert jobs == {"counterfactual": 3, "all": 1}
+    assert jobs == {"counterfactual": 3, "evaluate": 1, "all": 1}
 
 
 def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
-    assert jobs == {"invert": 1, "counterfactual": 3, "all": 1}
+    assert jobs == {"invert": 1, "counterfactual": 3, "evaluate": 1, "all": 1}
 
 
 def test_one_stage_reruns_with_R_until_and_f(smoke_run):
     jobs = planned_jobs(smoke_run, "-R", "train_classifier")
-    # cg counterfactuals and the chest X-ray FID read the classifier
-    assert jobs == {"train_classifier": 1, "counterfactual": 1, "gan_metrics": 1, "all": 1}
+    # cg counterfactuals, the evaluation's reference row and the chest X-ray FID read it
+    assert jobs == {
+        "train_classifier": 1, "counterfactual": 1, "evaluate": 1, "gan_metrics": 1, "all": 1
+    }  # fmt: skip
     assert planned_jobs(smoke_run, "-R", "train_classifier", "--until", "train_classifier") == {
         "train_classifier": 1
     }
@@ -194,6 +211,7 @@ def test_diffusion_change_replans_training_and_downstream_not_data(smoke_run, tm
         "train_classifier": 1,  # trained with the diffusion model's noise schedule
         "invert": 1,
         "counterfactual": 3,
+        "evaluate": 1,
         "gan_metrics": 1,
         "all": 1,
     }
@@ -211,7 +229,8 @@ def test_code_change_in_one_stage_replans_that_stage(smoke_run):
     try:
         for p in outputs:
             os.utime(p, (module.stat().st_mtime - 60,) * 2)
-        assert planned_jobs(smoke_run) == {"invert": 1, "counterfactual": 3, "all": 1}
+        expected = {"invert": 1, "counterfactual": 3, "evaluate": 1, "all": 1}
+        assert planned_jobs(smoke_run) == expected
     finally:
         for p, t in times.items():
             os.utime(p, (t, t))

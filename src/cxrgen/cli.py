@@ -157,6 +157,17 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
             )  # fmt: skip
 
 
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from cxrgen.evaluation.run import evaluate
+
+    dirs = sorted(
+        {p.parent for root in args.counterfactuals for p in root.glob("**/scores.parquet")}
+    )
+    if not dirs:
+        raise CxrgenError(f"no scores.parquet under {[str(p) for p in args.counterfactuals]}")
+    evaluate(args.latents, dirs, args.store, args.output, config_from_args(args), args.classifier)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -235,6 +246,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="writes OUTPUT/METHOD/SCALE/")
     add_config_flags(p, CounterfactualConfig)
     p.set_defaults(func=cmd_counterfactual)
+
+    from cxrgen.evaluation.run import EvaluateConfig
+
+    p = sub.add_parser("evaluate", help="metrics of the counterfactuals of every method / scale")
+    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
+    p.add_argument(
+        "--counterfactuals", required=True, type=Path, nargs="+",
+        help="counterfactual folders, or a folder above them (every scores.parquet below)",
+    )  # fmt: skip
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--classifier", type=Path, help="guidance classifier folder (reference row)")
+    p.add_argument("--output", required=True, type=Path, help="metrics folder to write")
+    add_config_flags(p, EvaluateConfig)
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
     p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")

@@ -1,0 +1,41 @@
+# Diffusion study, evaluation: every counterfactual method and scale of a data set measured
+# on the same validation images (detection, localisation, ground truth, severity, spectra).
+
+EVAL_TABLES = [
+    "table2",
+    "detection",
+    "localisation",
+    "ground_truth",
+    "severity",
+    "severity_predictions",
+    "spectra",
+    "spectra_curves",
+    "inversion",
+    "classifier",
+    "summary",
+]
+
+
+rule evaluate:
+    input:
+        unpack(evaluate_inputs),
+        code=code("evaluation"),
+    output:
+        **{
+            t: f"{RESULTS}/metrics/{{dataset}}/counterfactual/{t}.parquet"
+            for t in EVAL_TABLES
+        },
+        summary_md=f"{RESULTS}/metrics/{{dataset}}/counterfactual/summary.md",
+    log:
+        f"{RESULTS}/logs/evaluate/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    threads: config.get("train_threads", 4)
+    resources:
+        mem_mb=16000,
+    params:
+        cfg=section("evaluate"),
+    script:
+        "../workflow_scripts/evaluate.py"

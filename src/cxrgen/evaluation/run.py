@@ -1,0 +1,326 @@
+"""Stage ``evaluate``: every metric of the counterfactuals of one data set, one tidy table each.
+
+``evaluate(latents_dir, counterfactual_dirs, store_dir, out_dir, cfg, classifier_dir)`` reads
+the inversion, the counterfactual folders of every method and scale, and the tensor store,
+and writes to ``out_dir`` (each table has ``method`` and ``scale`` columns where they apply):
+
+* ``table2.parquet``: the paper's Table 2 (mean per-image sum of |difference| per class);
+* ``detection.parquet``: image-level AUROC / AP with bootstrap 95% intervals per method,
+  scale and statistic, beside the guidance classifier's own probability at t = 0 and the
+  published unsupervised result on RSNA;
+* ``localisation.parquet``: against the bounding boxes (pixel AUROC, pointing game, Dice);
+* ``ground_truth.parquet``: against the phantoms' exact lesion masks and healthy images;
+* ``severity.parquet`` + ``severity_predictions.parquet``: cross-validated RALO regression;
+* ``spectra.parquet`` (band energies) + ``spectra_curves.parquet`` (radial power spectra);
+* ``inversion.parquet``: reconstruction fidelity of the inversion;
+* ``classifier.parquet``: the classifier's p(positive) per image (t = 0);
+* ``summary.parquet`` + ``summary.md``: the headline numbers; ``provenance.json``.
+
+A table whose inputs the data set lacks (boxes, ground truth, RALO scores, a classifier) is
+written empty with its columns, so the outputs are the same for every data set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cxrgen import io, provenance
+from cxrgen.config import check
+from cxrgen.counterfactual.invert import ImageSet, inverted_set
+from cxrgen.errors import DataError
+from cxrgen.evaluation import detection, ground_truth, localisation, severity, spectra
+from cxrgen.evaluation.summary import summary_table, write_summary_markdown
+from cxrgen.gan.loop import resolve_device
+
+log = logging.getLogger(__name__)
+
+STATISTICS = (
+    "sum_abs",
+    "top_mean_abs",
+    "sum_removed",
+    "hpf_energy",
+    "guided_sum_abs",
+    "lung_sum_abs",
+)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What to measure and how.
+
+    positive_class / negative_class: the detection task (others are ignored). statistics:
+    per-image scores (columns of scores.parquet) compared for detection. n_boot: bootstrap
+    resamples of the 95% intervals. seed: bootstrap, subsampling and folds. severity_folds:
+    patient-grouped cross-validation folds. top_fraction: the per-lung top-mean feature.
+    spectra_cutoffs: band edges as fractions of Nyquist. max_pixels: pixels pooled for a
+    pixel AUROC (a seeded subsample above it). batch_size / device: the classifier pass.
+    """
+
+    positive_class: str = "Lung Opacity"
+    negative_class: str = "Normal"
+    statistics: tuple[str, ...] = STATISTICS
+    n_boot: int = 1000
+    seed: int = 0
+    severity_folds: int = 5
+    top_fraction: float = 0.01
+    spectra_cutoffs: tuple[float, ...] = (0.1, 0.25, 0.5)
+    max_pixels: int = 2_000_000
+    batch_size: int = 64
+    device: str = "auto"
+
+    def __post_init__(self):
+        check(len(self.statistics) >= 1, "statistics needs at least one score column")
+        check(self.n_boot >= 10, f"n_boot must be >= 10, got {self.n_boot}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.severity_folds >= 2, "severity_folds must be >= 2")
+        check(0 < self.top_fraction <= 1, "top_fraction must be in (0, 1]")
+        cut = list(self.spectra_cutoffs)
+        check(
+            len(cut) >= 1 and cut == sorted(set(cut)) and cut[0] > 0,
+            f"spectra_cutoffs must be increasing positive fractions of Nyquist, got {cut}",
+        )
+        check(self.max_pixels >= 1000, "max_pixels must be >= 1000")
+        check(self.batch_size >= 1, "batch_size must be >= 1")
+        check(
+            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
+        )
+
+
+class RowView:
+    """Rows of a store array in the order of the inverted images, read lazily.
+
+    Supports what the metric functions use: ``len``, ``shape``, ``ndim``, ``dtype`` and
+    indexing by a slice or an array of positions. ``scale`` divides integer images into
+    float32 [0, 1].
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, scale: float | None = None):
+        self.array, self.rows, self.scale = array, np.asarray(rows, dtype=np.int64), scale
+        self.shape = (len(self.rows), *array.shape[1:])
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(np.float32) if scale else array.dtype
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> np.ndarray:
+        values = np.asarray(self.array[self.rows[key]])
+        return values.astype(np.float32) / np.float32(self.scale) if self.scale else values
+
+
+def store_view(images: ImageSet, name: str) -> RowView | None:
+    """A store array (``images``, ``healthy``, ``lesion_masks``, ...) in latent order, or None."""
+    if not images.has(name):
+        return None
+    array = np.load(images.store_dir / f"{name}.npy", mmap_mode="r")
+    scale = None
+    if name in ("images", "healthy"):
+        scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
+    return RowView(array, images.table["store_row"].to_numpy(), scale)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One method and scale: its folder, scores and arrays (memory-mapped)."""
+
+    method: str
+    scale: float
+    folder: Path
+    scores: pd.DataFrame
+
+    def array(self, name: str) -> np.ndarray:
+        return np.load(self.folder / f"{name}.npy", mmap_mode="r")
+
+
+def load_settings(dirs: list[Path], images: ImageSet) -> list[Setting]:
+    settings = []
+    for folder in dirs:
+        scores = pd.read_parquet(folder / "scores.parquet")
+        if scores["image_id"].tolist() != images.table["image_id"].tolist():
+            raise DataError(f"{folder} was made from another inversion: re-run counterfactual")
+        method, scale = str(scores["method"].iloc[0]), float(scores["scale"].iloc[0])
+        settings.append(Setting(method, scale, folder, scores))
+    return sorted(settings, key=lambda s: (s.method, s.scale))
+
+
+def tagged(table: pd.DataFrame, setting: Setting) -> pd.DataFrame:
+    table = table.copy()
+    table.insert(0, "method", setting.method)
+    table.insert(1, "scale", setting.scale)
+    return table
+
+
+def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: EvaluateConfig):
+    """p(positive | x, t = 0) of every image from the guidance classifier (None: no classifier)."""
+    if classifier_dir is None:
+        return None
+    from cxrgen.classifier.model import load_classifier
+
+    model = load_classifier(classifier_dir, resolve_device(cfg.device))
+    positive = images.classes.index(cfg.positive_class)
+    probs = detection.classifier_probabilities(
+        model, store_view(images, "images"), cfg.batch_size, positive_label=positive
+    )
+    table = images.table[["row", "image_id", "patient_id", "class_name"]].copy()
+    table["p_positive"] = probs
+    return table
+
+
+def severity_targets(images: ImageSet) -> pd.DataFrame:
+    index = pd.read_parquet(images.store_dir / "index.parquet").set_index("row")
+    columns = [c for c in severity.SCORES if c in index.columns]
+    return index.loc[images.table["store_row"], columns].reset_index(drop=True)
+
+
+def evaluate(
+    latents_dir: str | Path,
+    counterfactual_dirs: list[str | Path],
+    store_dir: str | Path,
+    out_dir: str | Path,
+    cfg: EvaluateConfig,
+    classifier_dir: str | Path | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Write every table of the module docstring; return the summary table."""
+    latents_dir, store_dir, out_dir = Path(latents_dir), Path(store_dir), Path(out_dir)
+    check(len(counterfactual_dirs) >= 1, "evaluate needs at least one counterfactual folder")
+    images, _, meta = inverted_set(latents_dir, store_dir)
+    for name in (cfg.positive_class, cfg.negative_class):
+        check(name in images.classes, f"class {name!r} is not one of {list(images.classes)}")
+    settings = load_settings([Path(d) for d in counterfactual_dirs], images)
+    original = store_view(images, "images")
+    positive = (images.table["class_name"] == cfg.positive_class).to_numpy()
+    n_pixels = int(np.prod(original.shape[1:]))
+    tables: dict[str, pd.DataFrame] = {}
+
+    scores = pd.concat([s.scores for s in settings], ignore_index=True)
+    tables["table2"] = detection.table2(scores, meta["split"], n_pixels=n_pixels)
+    statistics = [s for s in cfg.statistics if s in scores.columns]
+    measured = detection.detection_table(
+        scores, statistics, cfg.positive_class, cfg.negative_class, cfg.n_boot, cfg.seed
+    )
+    probs = classifier_table(None if classifier_dir is None else Path(classifier_dir), images, cfg)
+    reference = detection.reference_rows(
+        probs, cfg.positive_class, cfg.negative_class, cfg.n_boot, cfg.seed
+    )
+    tables["detection"] = pd.concat([measured, reference], ignore_index=True)
+    tables["classifier"] = probs if probs is not None else pd.DataFrame(
+        columns=["row", "image_id", "patient_id", "class_name", "p_positive"]
+    )  # fmt: skip
+
+    index = pd.read_parquet(store_dir / "index.parquet").set_index("row")
+    boxes = index.loc[images.table["store_row"], "boxes"].tolist() if "boxes" in index else None
+    healthy, lesions = store_view(images, "healthy"), store_view(images, "lesion_masks")
+    lungs = store_view(images, "lung_masks")
+    targets = severity_targets(images)
+    has_targets = not targets.empty and targets.notna().any().any()
+    groups = images.table["patient_id"].to_numpy()
+
+    parts: dict[str, list[pd.DataFrame]] = {
+        k: [] for k in ("localisation", "ground_truth", "severity", "severity_predictions",
+                        "spectra", "spectra_curves")
+    }  # fmt: skip
+    bar = tqdm(settings, desc="evaluate", unit="setting", disable=not progress)
+    for setting in bar:
+        bar.set_postfix_str(f"{setting.method} {setting.scale:g}")
+        absdiff, diff = setting.array("absdiff"), setting.array("diff")
+        cf = setting.array("counterfactuals")
+        if boxes is not None and any(len(localisation.as_boxes(b)) for b in boxes):
+            table = localisation.localisation_table(
+                absdiff, boxes, max_pixels=cfg.max_pixels, seed=cfg.seed
+            )
+            parts["localisation"].append(tagged(table, setting))
+        if healthy is not None and lesions is not None:
+            table = ground_truth.ground_truth_table(
+                original, cf, absdiff, healthy, lesions, positive,
+                max_pixels=cfg.max_pixels, seed=cfg.seed,
+            )  # fmt: skip
+            parts["ground_truth"].append(tagged(table, setting))
+        if has_targets:
+            features = severity.lung_features(diff, absdiff, lungs, cfg.top_fraction)
+            table, predictions = severity.severity_cv(
+                features, targets, groups, {"anomaly map": list(severity.FEATURES)},
+                cfg.severity_folds, cfg.seed,
+            )  # fmt: skip
+            parts["severity"].append(tagged(table, setting))
+            parts["severity_predictions"].append(tagged(predictions, setting))
+        labels = images.table["class_name"].to_numpy()
+        table = spectra.band_energy_table(original, cf, cfg.spectra_cutoffs, labels=labels)
+        parts["spectra"].append(tagged(table, setting))
+        parts["spectra_curves"].append(tagged(spectrum_curves(original, cf, diff), setting))
+    if has_targets and probs is not None:
+        table, predictions = severity.severity_cv(
+            probs[["p_positive"]], targets, groups,
+            {"classifier probability": ["p_positive"]}, cfg.severity_folds, cfg.seed,
+        )  # fmt: skip
+        baseline = Setting("classifier", np.nan, latents_dir, pd.DataFrame())
+        parts["severity"].append(tagged(table, baseline))
+        parts["severity_predictions"].append(tagged(predictions, baseline))
+    for name, frames in parts.items():
+        tables[name] = pd.concat(frames, ignore_index=True) if frames else empty(name)
+    tables["inversion"] = inversion_summary(images.table)
+
+    tables["summary"] = summary_table(tables)
+    for name, table in tables.items():
+        io.write_parquet(out_dir / f"{name}.parquet", table)
+    write_summary_markdown(out_dir / "summary.md", tables["summary"], meta)
+    provenance.write(
+        out_dir / "provenance.json",
+        "evaluate",
+        cfg,
+        latents=str(latents_dir),
+        counterfactuals=[str(s.folder) for s in settings],
+        store=str(store_dir),
+        classifier=None if classifier_dir is None else str(classifier_dir),
+    )
+    log.info("evaluation of %d settings written to %s", len(settings), out_dir)
+    return tables["summary"]
+
+
+EMPTY_COLUMNS = {
+    "localisation": ["method", "scale", "metric", "value", "n_images", "threshold"],
+    "ground_truth": ["method", "scale", "metric", "value", "n_images", "subset", "threshold"],
+    "severity": ["method", "scale", "feature_set", "score", "metric", "value", "n"],
+    "severity_predictions": ["method", "scale", "row", "score", "feature_set", "true",
+                             "predicted"],
+    "spectra": ["method", "scale", "image_kind", "class_name", "band_low", "band_high",
+                "energy", "n"],
+    "spectra_curves": ["method", "scale", "image_kind", "frequency", "power"],
+}  # fmt: skip
+
+
+def empty(name: str) -> pd.DataFrame:
+    return pd.DataFrame(columns=EMPTY_COLUMNS[name])
+
+
+def spectrum_curves(original, counterfactual, diff) -> pd.DataFrame:
+    """Radially averaged power spectra of the originals, counterfactuals and differences."""
+    frames = []
+    for kind, images in (("original", original), ("counterfactual", counterfactual),
+                         ("difference", diff)):  # fmt: skip
+        freqs, power = spectra.radial_power_spectrum(images)
+        frames.append(pd.DataFrame({"image_kind": kind, "frequency": freqs, "power": power}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def inversion_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Reconstruction fidelity of the inversion per class and overall."""
+    rows = []
+    for name, group in [("all", table), *table.groupby("class_name")]:
+        rows.append(
+            {
+                "class_name": name,
+                "n": len(group),
+                "psnr_median": float(group["recon_psnr"].median()),
+                "psnr_min": float(group["recon_psnr"].min()),
+                "max_abs_error": float(group["recon_max_abs"].max()),
+                "mae_mean": float(group["recon_mae"].mean()),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,134 @@
+"""The one-page summary of an evaluation: headline numbers picked from the metric tables.
+
+Rows: section, metric, value, ci_low, ci_high, setting (which method / scale / statistic the
+number belongs to). The best detection setting (highest AUROC) is named, and the
+localisation numbers are those of its method and scale, so the page reads as one result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxrgen import io
+from cxrgen.evaluation.detection import best_setting
+
+COLUMNS = ["section", "metric", "value", "ci_low", "ci_high", "setting"]
+
+
+def _name(method, scale, statistic=None) -> str:
+    parts = [str(method)]
+    if scale is not None and not (isinstance(scale, float) and np.isnan(scale)):
+        parts.append(f"{float(scale):g}")
+    if statistic:
+        parts.append(str(statistic))
+    return " ".join(parts)
+
+
+def _row(section, metric, value, setting="", low=np.nan, high=np.nan) -> dict:
+    return dict(section=section, metric=metric, value=float(value), ci_low=float(low),
+                ci_high=float(high), setting=setting)  # fmt: skip
+
+
+def _detection(det: pd.DataFrame) -> tuple[list[dict], pd.Series | None]:
+    rows, auroc = [], det[det["metric"] == "auroc"]
+    measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
+    if measured["value"].notna().any():
+        best = best_setting(det)
+        rows.append(_row("detection", "AUROC, best setting", best["value"],
+                         _name(best["method"], best["scale"], best["statistic"]),
+                         best["ci_low"], best["ci_high"]))  # fmt: skip
+        paper = measured[measured["statistic"] == "sum_abs"]
+        if paper["value"].notna().any():
+            r = paper.loc[paper["value"].idxmax()]
+            rows.append(_row("detection", "AUROC, paper's sum of absolute difference", r["value"],
+                             _name(r["method"], r["scale"], "sum_abs"), r["ci_low"],
+                             r["ci_high"]))  # fmt: skip
+    else:
+        best = None
+    for _, r in auroc[auroc["method"] == "classifier"].iterrows():
+        rows.append(_row("detection", "AUROC, guidance classifier p(opacity) at t = 0",
+                         r["value"], "classifier", r["ci_low"], r["ci_high"]))  # fmt: skip
+    for _, r in auroc[auroc["source"] != "measured"].iterrows():
+        rows.append(_row("detection", f"AUROC, {r['method']} (published)", r["value"],
+                         "published"))  # fmt: skip
+    return rows, best
+
+
+def _pick(table: pd.DataFrame, method, scale, metric, subset=None) -> pd.Series | None:
+    sel = table[(table["method"] == method) & (table["scale"] == scale)]
+    sel = sel[sel["metric"] == metric]
+    if subset is not None:
+        sel = sel[sel["subset"] == subset]
+    return None if sel.empty else sel.iloc[0]
+
+
+def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    rows, best = _detection(tables["detection"])
+    loc, gt, sev = tables["localisation"], tables["ground_truth"], tables["severity"]
+    if best is not None:
+        method, scale = best["method"], best["scale"]
+        for metric in ("pixel_auroc_pooled", "pointing_game", "dice"):
+            r = _pick(loc, method, scale, metric)
+            if r is not None:
+                rows.append(_row("localisation (boxes)", metric, r["value"], _name(method, scale)))
+    if not gt.empty:
+        aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["subset"] == "lesion images")]
+        if aurocs["value"].notna().any():
+            r = aurocs.loc[aurocs["value"].idxmax()]
+            method, scale = r["method"], r["scale"]
+            rows.append(_row("ground truth (phantoms)", "lesion pixel AUROC, best setting",
+                             r["value"], _name(method, scale)))  # fmt: skip
+            for metric, subset in (("dice", "lesion images"),
+                                   ("lesion_removed_fraction", "lesion images"),
+                                   ("cf_error_outside", "lesion images"),
+                                   ("cf_change", "normal images")):  # fmt: skip
+                p = _pick(gt, method, scale, metric, subset)
+                if p is not None:
+                    rows.append(_row("ground truth (phantoms)", metric, p["value"],
+                                     _name(method, scale)))  # fmt: skip
+    if not sev.empty:
+        rho = sev[sev["metric"] == "spearman"]
+        for score in ("extent_total", "opacity_total"):
+            per = rho[rho["score"] == score]
+            maps = per[per["feature_set"] == "anomaly map"]
+            if maps["value"].notna().any():
+                r = maps.loc[maps["value"].idxmax()]
+                rows.append(_row("severity", f"Spearman {score}, best anomaly map", r["value"],
+                                 _name(r["method"], r["scale"])))  # fmt: skip
+            for _, r in per[per["feature_set"] == "classifier probability"].iterrows():
+                rows.append(_row("severity", f"Spearman {score}, classifier baseline",
+                                 r["value"], "classifier"))  # fmt: skip
+    inv = tables["inversion"]
+    overall = inv[inv["class_name"] == "all"]
+    if not overall.empty:
+        rows.append(_row("inversion", "reconstruction PSNR (dB), median",
+                         overall["psnr_median"].iloc[0]))  # fmt: skip
+    if best is not None:
+        t2 = tables["table2"]
+        sel = t2[(t2["method"] == best["method"]) & (t2["scale"] == best["scale"])]
+        for _, r in sel.iterrows():
+            metric = f"mean sum of absolute difference, {r['class_name']}"
+            setting = _name(best["method"], best["scale"])
+            rows.append(_row("table 2", metric, r["mean"], setting))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_summary_markdown(path: str | Path, summary: pd.DataFrame, meta: dict) -> None:
+    """The summary as a markdown page (one table per section)."""
+    lines = [
+        "# Evaluation summary",
+        "",
+        f"Inversion: {meta.get('steps')} DDIM steps to depth {meta.get('depth')}, "
+        f"conditioning {meta.get('conditioning')}, split {meta.get('split')}.",
+        "",
+    ]
+    for section, group in summary.groupby("section", sort=False):
+        lines += [f"## {section}", ""]
+        shown = group.drop(columns="section").copy()
+        for column in ("value", "ci_low", "ci_high"):
+            shown[column] = shown[column].map(lambda v: "" if np.isnan(v) else f"{v:.3f}")
+        lines += [shown.to_markdown(index=False), ""]
+    io.write_text(path, "\n".join(lines))

@@ -1,0 +1,25 @@
+"""Rule evaluate: detection, localisation, ground truth, severity and spectra tables."""
+
+from pathlib import Path
+
+from cxrgen import logs
+from cxrgen.config import from_mapping
+
+smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
+
+with logs.stage_log(smk.log[0]):
+    import torch
+
+    from cxrgen.evaluation.run import EvaluateConfig, evaluate
+
+    torch.set_num_threads(smk.threads)
+    cfg = from_mapping(EvaluateConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.evaluate")
+    classifier = smk.input.get("classifier")
+    evaluate(
+        Path(smk.input.latents).parent,
+        [Path(p).parent for p in smk.input.scores],
+        Path(smk.input.images).parent,
+        Path(smk.output.summary).parent,
+        cfg,
+        classifier_dir=Path(classifier).parent if classifier else None,
+    )
