@@ -78,8 +78,9 @@ rule split:
         code=code("data/split.py"),
     output:
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        counts=report(
-            f"{RESULTS}/splits/{{dataset}}/counts.parquet",
+        counts=f"{RESULTS}/splits/{{dataset}}/counts.parquet",
+        counts_html=report(
+            f"{RESULTS}/splits/{{dataset}}/counts.html",
             caption="../report/split_counts.rst",
             category="Data",
         ),

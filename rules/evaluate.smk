@@ -25,6 +25,15 @@ rule evaluate:
             t: f"{RESULTS}/metrics/{{dataset}}/counterfactual/{t}.parquet"
             for t in EVAL_TABLES
         },
+        **{
+            f"{t}_html": report(
+                f"{RESULTS}/metrics/{{dataset}}/counterfactual/{t}.html",
+                caption=f"../report/evaluate_{t}.rst",
+                category="Evaluation",
+                subcategory="Tables",
+            )
+            for t in ("summary", "detection", "table2")
+        },
         summary_md=f"{RESULTS}/metrics/{{dataset}}/counterfactual/summary.md",
     log:
         f"{RESULTS}/logs/evaluate/{{dataset}}.log",

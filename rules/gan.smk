@@ -93,8 +93,9 @@ rule gan_metrics:
         unpack(gan_metrics_inputs),
         code=code("metrics"),
     output:
-        table=report(
-            f"{RESULTS}/metrics/{{dataset}}/gan_metrics.parquet",
+        table=f"{RESULTS}/metrics/{{dataset}}/gan_metrics.parquet",
+        table_html=report(
+            f"{RESULTS}/metrics/{{dataset}}/gan_metrics.html",
             caption="../report/gan_metrics_table.rst",
             category="Med-StyleGAN2",
         ),

@@ -13,6 +13,7 @@ from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
 from cxrgen.errors import DataError
+from cxrgen.html_tables import write_html_table
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,8 @@ def count_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_split(store_dir: str | Path, out_dir: str | Path, cfg: SplitConfig) -> pd.DataFrame:
-    """Split the store in ``store_dir``; write split.parquet, counts.parquet, classes.json."""
+    """Split the store in ``store_dir``; write split.parquet, counts.parquet (+ .html),
+    classes.json."""
     store_dir, out_dir = Path(store_dir), Path(out_dir)
     index_path = store_dir / "index.parquet"
     if not index_path.exists():
@@ -151,6 +153,10 @@ def run_split(store_dir: str | Path, out_dir: str | Path, cfg: SplitConfig) -> p
     counts = count_table(table)
     io.write_parquet(out_dir / "split.parquet", table)
     io.write_parquet(out_dir / "counts.parquet", counts)
+    write_html_table(
+        out_dir / "counts.html", counts, f"Split of {store_dir.name}",
+        "Images and patients per split and class (patient-level, stratified, seeded).",
+    )  # fmt: skip
     write_classes(out_dir / "classes.json", classes)
     provenance.write(out_dir / "provenance.json", "split", cfg, store=str(store_dir))
     log.info("split %d images:\n%s", len(table), counts.to_string(index=False))

@@ -36,6 +36,7 @@ from cxrgen.config import check
 from cxrgen.data.classes import read_classes
 from cxrgen.errors import DataError
 from cxrgen.gan.loop import resolve_device
+from cxrgen.html_tables import write_html_table
 from cxrgen.metrics.fid import (
     ClassifierFeatures,
     InceptionFeatures,
@@ -332,6 +333,11 @@ def evaluate_gan(
         "GAN metrics:\n%s", table[table["source"].isin(["mean", NO_SOURCE])].to_string(index=False)
     )
     io.write_parquet(out_dir / "gan_metrics.parquet", table)
+    write_html_table(
+        out_dir / "gan_metrics.html", table, "FID and LPIPS of the synthetic sets",
+        "One row per metric, model, mode, source and target domain; 'mean' rows average over "
+        "source domains; the figure beside sets them against the paper's values.",
+    )  # fmt: skip
     write_comparison_figure(out_dir / "gan_metrics.png", table)
     provenance.write(
         out_dir / "provenance.json",
