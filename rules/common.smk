@@ -151,8 +151,13 @@ def evaluate_inputs(wildcards):
 
 
 def evaluate_targets():
+    """The evaluation summary and figures of every data set with counterfactuals."""
     return [
-        f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet"
+        path
         for d in DIFFUSION_DATASETS
         if config["datasets"][d].get("guidance_scales")
+        for path in (
+            f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet",
+            f"{RESULTS}/figures/{d}/counterfactual/fig3.png",
+        )
     ]

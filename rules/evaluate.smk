@@ -48,3 +48,45 @@ rule evaluate:
         cfg=section("evaluate"),
     script:
         "../workflow_scripts/evaluate.py"
+
+
+rule evaluation_figures:
+    input:
+        unpack(evaluate_inputs),
+        tables=expand(
+            f"{RESULTS}/metrics/{{{{dataset}}}}/counterfactual/{{table}}.parquet",
+            table=EVAL_TABLES,
+        ),
+        code=code(
+            "evaluation/figures.py",
+            "evaluation/gradcam.py",
+            "evaluation/make_figures.py",
+        ),
+    output:
+        **{
+            f: report(
+                f"{RESULTS}/figures/{{dataset}}/counterfactual/{f}.png",
+                caption=f"../report/figure_{f}.rst",
+                category="Evaluation",
+                subcategory="Figures",
+            )
+            for f in [
+                "fig3",
+                "fig4",
+                "roc_pr",
+                "auroc_vs_scale",
+                "severity",
+                "gradcam",
+            ]
+        },
+    log:
+        f"{RESULTS}/logs/evaluation_figures/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluation_figures/{{dataset}}.tsv"
+    conda:
+        "../envs/cxrgen.yaml"
+    threads: config.get("train_threads", 4)
+    params:
+        cfg=section("figures"),
+    script:
+        "../workflow_scripts/evaluation_figures.py"

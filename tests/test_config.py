@@ -85,6 +85,7 @@ def phantom_config_class(layout):
         ("invert", "cxrgen.counterfactual.invert.InvertConfig"),
         ("counterfactual", "cxrgen.counterfactual.generate.CounterfactualConfig"),
         ("evaluate", "cxrgen.evaluation.run.EvaluateConfig"),
+        ("figures", "cxrgen.evaluation.make_figures.FiguresConfig"),
     ],
 )
 def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):

@@ -12,6 +12,7 @@ from cxrgen import io
 from cxrgen.counterfactual.scores import difference_scores
 from cxrgen.data.classes import write_classes
 from cxrgen.errors import DataError
+from cxrgen.evaluation.make_figures import FIGURES
 from cxrgen.evaluation.run import EMPTY_COLUMNS, EvaluateConfig, evaluate
 
 N, SIZE = 24, 16
@@ -173,3 +174,19 @@ def test_counterfactuals_of_another_inversion_are_refused(tmp_path):
     scores.to_parquet(folders[0] / "scores.parquet")
     with pytest.raises(DataError, match="another inversion"):
         evaluate(latents, folders, store, tmp_path / "m", EvaluateConfig(), progress=False)
+
+
+def test_cli_evaluates_and_draws_the_figures(tmp_path):
+    from cxrgen import cli
+
+    store, latents, _ = build(tmp_path)
+    common = ["--latents", str(latents), "--counterfactuals", str(tmp_path / "cf")]
+    common += ["--store", str(store)]
+    argv = ["-q", "evaluate", *common, "--output", str(tmp_path / "m"), "--n-boot", "20"]
+    assert cli.main([*argv, "--severity-folds", "3"]) == 0
+    argv = ["-q", "figures", *common, "--metrics", str(tmp_path / "m")]
+    assert cli.main([*argv, "--output", str(tmp_path / "f")]) == 0
+    names = sorted(p.name for p in (tmp_path / "f").glob("*.png"))
+    assert names == sorted(f"{n}.png" for n in FIGURES)
+    summary = pd.read_parquet(tmp_path / "m" / "summary.parquet")
+    assert summary.set_index("metric").loc["AUROC, best setting", "setting"].startswith("cfg")

@@ -168,6 +168,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     evaluate(args.latents, dirs, args.store, args.output, config_from_args(args), args.classifier)
 
 
+def cmd_figures(args: argparse.Namespace) -> None:
+    from cxrgen.evaluation.make_figures import write_figures
+
+    dirs = sorted(
+        {p.parent for root in args.counterfactuals for p in root.glob("**/scores.parquet")}
+    )
+    write_figures(
+        args.latents, dirs, args.store, args.metrics, args.output, config_from_args(args),
+        args.classifier,
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -260,6 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="metrics folder to write")
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
+
+    from cxrgen.evaluation.make_figures import FiguresConfig
+
+    p = sub.add_parser("figures", help="Fig. 3 / Fig. 4 / ROC / severity / Grad-CAM figures")
+    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
+    p.add_argument("--counterfactuals", required=True, type=Path, nargs="+")
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--metrics", required=True, type=Path, help="tables of the evaluate stage")
+    p.add_argument("--classifier", type=Path, help="guidance classifier folder (Grad-CAM)")
+    p.add_argument("--output", required=True, type=Path, help="figure folder to write")
+    add_config_flags(p, FiguresConfig)
+    p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
     p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")

@@ -1,0 +1,645 @@
+"""The evaluation's figures: one function per figure, each drawing tables or arrays to a PNG.
+
+* :func:`fig3_grid`: the paper's Fig. 3 (originals, latents, counterfactuals, anomaly maps),
+  its rows picked by :func:`choose_rows` and labelled by :func:`row_labels`;
+* :func:`fig4_spectra`: the paper's Fig. 4 (high- and low-pass filtered original and
+  counterfactual, radially averaged power spectra);
+* :func:`roc_pr_curves`: ROC and precision-recall curves of one detection statistic;
+* :func:`auroc_vs_scale`: detection AUROC against the guidance scale, with the references;
+* :func:`severity_scatter`: predicted against true RALO severity;
+* :func:`gradcam_panel`: images with the classifier's Grad-CAM overlaid.
+
+Every function takes the tables of :mod:`cxrgen.evaluation.run` (or arrays) and a path, and
+writes the PNG atomically (:func:`cxrgen.io.atomic_path`) with matplotlib's Agg backend. The
+labelled grid of :mod:`cxrgen.gan.artifacts` draws grey [0, 1] images only; these figures
+need colour maps, signed and per-image ranges and colour bars, so they draw their own axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
+)
+
+from cxrgen import io
+from cxrgen.config import check
+from cxrgen.errors import DataError
+from cxrgen.evaluation.detection import CLASSIFIER_METHOD, MEASURED, NAKAO_METHOD
+from cxrgen.evaluation.severity import SCORES as SEVERITY_SCORES
+from cxrgen.metrics.spectra import highpass, lowpass
+
+log = logging.getLogger(__name__)
+
+DPI = 130
+STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "figure.titlesize": 11,
+}
+ANOMALY_CMAP = "inferno"
+CAM_CMAP = "jet"
+# what the scale of each method means (x axis of auroc_vs_scale)
+SCALE_MEANING = {
+    "cfg": "classifier-free guidance weight w",
+    "cg": "classifier guidance scale s",
+    "stargan": "style mix w (0 = own style)",
+}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+@contextlib.contextmanager
+def _figure(path: str | Path, figsize: tuple[float, float]) -> Iterator:
+    """A constrained-layout figure in the report style, saved atomically to ``path``, closed."""
+    plt = _pyplot()
+    with plt.rc_context(STYLE):
+        fig = plt.figure(figsize=figsize, dpi=DPI, layout="constrained")
+        try:
+            yield fig
+            with io.atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=DPI)
+        finally:
+            plt.close(fig)
+
+
+def setting_name(method, scale) -> str:
+    """'cfg 3', 'stargan 0'; the method alone where the scale is missing."""
+    if scale is None or (isinstance(scale, float | np.floating) and np.isnan(scale)):
+        return str(method)
+    return f"{method} {float(scale):g}"
+
+
+def _bare(ax) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _rows_of(array, rows: np.ndarray, name: str) -> np.ndarray:
+    """The given rows of an (M, H, W) array-like (memmap, RowView) as float32."""
+    if len(np.shape(array)) != 3:
+        raise DataError(f"{name} must be (M, H, W), got shape {np.shape(array)}")
+    if rows.min() < 0 or rows.max() >= len(array):
+        raise DataError(f"{name} has {len(array)} rows; asked for rows {rows.tolist()}")
+    return np.asarray(array[rows], dtype=np.float32)
+
+
+# --- Fig. 3 --------------------------------------------------------------------------------
+
+
+def choose_rows(
+    scores: pd.DataFrame,
+    positive_class: str = "Lung Opacity",
+    n: int = 3,
+    negative_class: str = "Normal",
+    statistic: str = "sum_abs",
+) -> list[int]:
+    """Rows of Fig. 3: the ``n`` largest and ``n`` smallest positives, one median negative.
+
+    ``scores``: one setting's scores.parquet (columns row, class_name, ``statistic``). Returns
+    the ``row`` values: the ``n`` images of ``positive_class`` with the largest ``statistic``
+    (largest first), then the ``n`` with the smallest (smallest first; never an image twice
+    when there are fewer than 2n), then the ``negative_class`` image closest to the median
+    of its class (omitted, with a warning, where there is none). Ties go to the lower row.
+    """
+    check(n >= 1, f"n must be >= 1, got {n}")
+    missing = [c for c in ("row", "class_name", statistic) if c not in scores.columns]
+    if missing:
+        raise DataError(f"scores table lacks columns {missing}")
+    if scores["row"].duplicated().any():
+        raise DataError("scores has a row twice: pass the table of one method and scale")
+    values = scores[["row", "class_name", statistic]].rename(columns={statistic: "_v"})
+    if not np.isfinite(values["_v"].to_numpy(dtype=np.float64)).all():
+        raise DataError(f"{statistic} has non-finite values")
+    pos = values[values["class_name"] == positive_class]
+    if pos.empty:
+        raise DataError(f"no image of class {positive_class!r} to show")
+    largest = pos.sort_values(["_v", "row"], ascending=[False, True], kind="mergesort")
+    top = largest["row"].head(n).tolist()
+    smallest = pos.sort_values(["_v", "row"], ascending=[True, True], kind="mergesort")
+    bottom = [r for r in smallest["row"] if r not in top][:n]
+    picks = [int(r) for r in top + bottom]
+    neg = values[values["class_name"] == negative_class]
+    if neg.empty:
+        log.warning("no image of class %r: Fig. 3 shows no negative row", negative_class)
+        return picks
+    distance = (neg["_v"] - neg["_v"].median()).abs()
+    median = neg.assign(_d=distance).sort_values(["_d", "row"], kind="mergesort")
+    return [*picks, int(median["row"].iloc[0])]
+
+
+def row_labels(
+    scores: pd.DataFrame, rows: Sequence[int], statistic: str = "sum_abs", setting: str = ""
+) -> list[str]:
+    """'Lung Opacity, row 12\\nsum_abs (cfg 3) 53.4' per chosen row of one setting's scores."""
+    table = scores.set_index("row")
+    where = f" ({setting})" if setting else ""
+    return [
+        f"{table.at[r, 'class_name']}, row {r}\n{statistic}{where} {table.at[r, statistic]:.1f}"
+        for r in rows
+    ]
+
+
+def fig3_grid(
+    path: str | Path,
+    originals,
+    latents,
+    counterfactuals_by_setting: Mapping[str, np.ndarray],
+    absdiff_by_setting: Mapping[str, np.ndarray],
+    rows: Sequence[int],
+    row_labels: Sequence[str],
+    title: str = "Healthy counterfactuals and anomaly maps |original - counterfactual|",
+) -> None:
+    """The paper's Fig. 3: per chosen row the original, its latent, and per setting the
+    counterfactual and its anomaly map.
+
+    ``originals``, ``latents`` and every array of the two mappings (setting name -> array,
+    e.g. 'cfg 3') are (M, H, W) array-likes indexed by the inversion's rows; only ``rows``
+    are read. Originals and counterfactuals are shown in [0, 1]; each latent with its own
+    minimum and maximum (printed under it, model units); the anomaly maps of one setting
+    share one colour scale from 0 to their largest value over the shown rows, with a bar.
+    """
+    settings = list(counterfactuals_by_setting)
+    check(len(settings) >= 1, "fig3_grid needs at least one setting")
+    check(
+        set(settings) == set(absdiff_by_setting),
+        f"settings of counterfactuals {settings} and anomaly maps {list(absdiff_by_setting)} "
+        "differ",
+    )
+    index = np.asarray([int(r) for r in rows], dtype=np.int64)
+    check(len(index) >= 1, "fig3_grid needs at least one row")
+    check(len(row_labels) == len(index), f"{len(row_labels)} labels for {len(index)} rows")
+    orig = _rows_of(originals, index, "originals")
+    lat = _rows_of(latents, index, "latents")
+    cfs = {
+        s: _rows_of(counterfactuals_by_setting[s], index, f"{s} counterfactuals") for s in settings
+    }
+    maps = {s: _rows_of(absdiff_by_setting[s], index, f"{s} anomaly maps") for s in settings}
+    for name, array in (("latents", lat), *cfs.items(), *maps.items()):
+        if array.shape != orig.shape:
+            raise DataError(f"{name} rows have shape {array.shape}, originals {orig.shape}")
+    n_rows, n_cols = len(index), 2 + 2 * len(settings)
+    cell = 1.55
+    with _figure(path, (n_cols * cell + 0.6 * len(settings) + 0.8, n_rows * cell + 1.0)) as fig:
+        fig.suptitle(title)
+        axes = fig.subplots(n_rows, n_cols, squeeze=False)
+        for r in range(n_rows):
+            axes[r, 0].imshow(orig[r], cmap="gray", vmin=0, vmax=1)
+            lo, hi = float(lat[r].min()), float(lat[r].max())
+            axes[r, 1].imshow(lat[r], cmap="gray", vmin=lo, vmax=hi)
+            axes[r, 1].set_xlabel(f"[{lo:.2f}, {hi:.2f}]", fontsize=8, labelpad=1)
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+        axes[0, 0].set_title("original\n(intensity 0-1)")
+        axes[0, 1].set_title("latent x_T\n(own min-max)")
+        for k, setting in enumerate(settings):
+            c = 2 + 2 * k
+            vmax = max(float(maps[setting].max()), 1e-6)
+            for r in range(n_rows):
+                axes[r, c].imshow(cfs[setting][r], cmap="gray", vmin=0, vmax=1)
+                shown = axes[r, c + 1].imshow(
+                    maps[setting][r], cmap=ANOMALY_CMAP, vmin=0, vmax=vmax
+                )
+            axes[0, c].set_title(f"{setting}\ncounterfactual")
+            axes[0, c + 1].set_title(f"{setting}\n|difference|")
+            bar = fig.colorbar(shown, ax=axes[:, c + 1], shrink=0.6, aspect=30, pad=0.02)
+            bar.set_label(f"|difference|, {setting} (intensity)")
+        for ax in axes.ravel():
+            _bare(ax)
+
+
+# --- Fig. 4 --------------------------------------------------------------------------------
+
+
+def fig4_spectra(
+    path: str | Path,
+    original: np.ndarray,
+    counterfactual: np.ndarray,
+    cutoff: float,
+    curves: pd.DataFrame,
+    setting_label: str = "counterfactual",
+    title: str | None = None,
+) -> None:
+    """The paper's Fig. 4: one image and its counterfactual split into frequency bands, and
+    the radially averaged power spectra of every setting.
+
+    ``original`` and ``counterfactual``: (H, W) in [0, 1]; ``cutoff``: the band edge as a
+    fraction of Nyquist (:func:`cxrgen.metrics.spectra.highpass` / ``lowpass``).
+    ``setting_label`` names the counterfactual's setting. ``curves``: spectra_curves.parquet
+    (method, scale, image_kind in original / counterfactual / difference, frequency, power),
+    mean curves over each setting's images, drawn on a log axis.
+    """
+    original = np.asarray(original, dtype=np.float32)
+    counterfactual = np.asarray(counterfactual, dtype=np.float32)
+    if original.ndim != 2 or original.shape != counterfactual.shape:
+        raise DataError(
+            f"original {original.shape} and counterfactual {counterfactual.shape} must be "
+            "equal (H, W) images"
+        )
+    missing = [
+        c for c in ("method", "scale", "image_kind", "frequency", "power") if c not in curves
+    ]
+    if missing:
+        raise DataError(f"spectra curves lack columns {missing}")
+    pair = np.stack([original, counterfactual])
+    high, low = highpass(pair, cutoff), lowpass(pair, cutoff)
+    with _figure(path, (13.5, 5.2)) as fig:
+        fig.suptitle(
+            title
+            or f"Frequency content of a counterfactual ({setting_label}), "
+            f"cut-off {cutoff:g} x Nyquist"
+        )
+        left, right = fig.subfigures(1, 2, width_ratios=[3, 2.2])
+        axes = left.subplots(2, 3, squeeze=False)
+        h_lim = max(float(np.abs(high).max()), 1e-6)
+        l_lo, l_hi = float(low.min()), float(low.max())
+        names = ("original", setting_label)
+        for r in range(2):
+            axes[r, 0].imshow(pair[r], cmap="gray", vmin=0, vmax=1)
+            shown_h = axes[r, 1].imshow(high[r], cmap="gray", vmin=-h_lim, vmax=h_lim)
+            shown_l = axes[r, 2].imshow(low[r], cmap="gray", vmin=l_lo, vmax=max(l_hi, l_lo + 1e-6))
+            axes[r, 0].set_title(f"{names[r]}\n(intensity 0-1)")
+            axes[r, 1].set_title(f"high-pass ({names[r]})\nr >= {cutoff:g} Nyquist")
+            axes[r, 2].set_title(f"low-pass ({names[r]})\nr < {cutoff:g} Nyquist")
+        for ax in axes.ravel():
+            _bare(ax)
+        left.colorbar(shown_h, ax=axes[:, 1], shrink=0.7, label="intensity (shared range)")
+        left.colorbar(shown_l, ax=axes[:, 2], shrink=0.7, label="intensity (shared range)")
+        ax = right.subplots()
+        _spectra_panel(ax, curves, cutoff)
+
+
+def _spectra_panel(ax, curves: pd.DataFrame, cutoff: float) -> None:
+    """Mean radial power spectra: the originals once, counterfactual and difference per setting."""
+
+    def draw(rows: pd.DataFrame, **style):
+        rows = rows.sort_values("frequency")
+        power = rows["power"].to_numpy(dtype=np.float64)
+        power = np.where(power > 0, power, np.nan)  # log axis: no zero or empty bins
+        ax.plot(rows["frequency"], power, **style)
+
+    keys = curves[["method", "scale"]].drop_duplicates().sort_values(["method", "scale"])
+    settings = [tuple(k) for k in keys.itertuples(index=False)]
+    originals = [
+        curves[
+            (curves["method"] == m) & (curves["scale"] == s) & (curves["image_kind"] == "original")
+        ]
+        .sort_values("frequency")["power"]
+        .to_numpy(dtype=np.float64)
+        for m, s in settings
+    ]
+    same = all(
+        len(o) == len(originals[0]) and np.allclose(o, originals[0], equal_nan=True)
+        for o in originals
+    )
+    for k, (method, scale) in enumerate(settings):
+        rows = curves[(curves["method"] == method) & (curves["scale"] == scale)]
+        name, color = setting_name(method, scale), f"C{k % 10}"
+        by_kind = {kind: g for kind, g in rows.groupby("image_kind")}
+        if "original" in by_kind and (k == 0 or not same):
+            label = "original" if same else f"original ({name})"
+            draw(
+                by_kind["original"],
+                color="black" if same else color,
+                lw=1.6,
+                ls=":" if not same else "-",
+                label=label,
+            )
+        if "counterfactual" in by_kind:
+            draw(by_kind["counterfactual"], color=color, lw=1.2, label=f"counterfactual ({name})")
+        if "difference" in by_kind:
+            draw(by_kind["difference"], color=color, lw=1.2, ls="--", label=f"difference ({name})")
+    ax.axvline(cutoff, color="0.5", lw=0.8, ls=":", label=f"cut-off {cutoff:g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("radial frequency (fraction of Nyquist)")
+    ax.set_ylabel("power (|FFT|^2 / (HW)^2, intensity^2)")
+    ax.set_title("radially averaged power spectrum, mean over images")
+    ax.grid(alpha=0.3, which="both", lw=0.4)
+    if settings:
+        ax.legend(frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no spectra", ha="center", transform=ax.transAxes)
+
+
+# --- detection -----------------------------------------------------------------------------
+
+
+def roc_pr_curves(
+    path: str | Path,
+    scores: pd.DataFrame,
+    statistic: str,
+    positive_class: str = "Lung Opacity",
+    negative_class: str = "Normal",
+) -> None:
+    """ROC and precision-recall curves of ``statistic`` as a score of ``positive_class``.
+
+    ``scores``: scores.parquet tables concatenated (method, scale, class_name, statistic).
+    One curve per (method, scale) with its AUROC / AP (scikit-learn) in the legend; a
+    setting with a non-finite value of the statistic is left out (as in the detection table).
+    Chance: the diagonal, and the positive fraction for precision.
+    """
+    missing = [c for c in ("method", "scale", "class_name", statistic) if c not in scores]
+    if missing:
+        raise DataError(f"scores table lacks columns {missing}")
+    rows = scores[scores["class_name"].isin((positive_class, negative_class))]
+    curves = []
+    for (method, scale), group in rows.groupby(["method", "scale"], sort=True, dropna=False):
+        y = (group["class_name"] == positive_class).to_numpy(dtype=np.int64)
+        values = group[statistic].to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all() or y.min() == y.max():
+            log.debug("%s %s: %s not plotted (non-finite or one class)", method, scale, statistic)
+            continue
+        curves.append((setting_name(method, scale), y, values))
+    if not curves:
+        raise DataError(f"no setting has finite {statistic!r} for both classes")
+    with _figure(path, (10.5, 4.6)) as fig:
+        n_pos = int(curves[0][1].sum())
+        n_neg = len(curves[0][1]) - n_pos
+        fig.suptitle(
+            f"Detection of {positive_class} (n = {n_pos}) vs {negative_class} (n = {n_neg}) "
+            f"by {statistic}"
+        )
+        roc_ax, pr_ax = fig.subplots(1, 2)
+        prevalences = set()
+        for k, (name, y, values) in enumerate(curves):
+            color = f"C{k % 10}"
+            fpr, tpr, _ = roc_curve(y, values)
+            roc_ax.plot(fpr, tpr, color=color, lw=1.4,
+                        label=f"{name} (AUROC {roc_auc_score(y, values):.3f})")  # fmt: skip
+            precision, recall, _ = precision_recall_curve(y, values)
+            pr_ax.plot(recall, precision, color=color, lw=1.4, drawstyle="steps-post",
+                       label=f"{name} (AP {average_precision_score(y, values):.3f})")  # fmt: skip
+            prevalences.add(round(float(y.mean()), 6))
+        roc_ax.plot([0, 1], [0, 1], color="0.5", lw=0.8, ls="--", label="chance (AUROC 0.5)")
+        for p in sorted(prevalences):
+            pr_ax.axhline(p, color="0.5", lw=0.8, ls="--", label=f"chance (AP {p:.3f})")
+        roc_ax.set_xlabel("false positive rate (1 - specificity)")
+        roc_ax.set_ylabel("true positive rate (sensitivity)")
+        roc_ax.set_title("ROC curve")
+        pr_ax.set_xlabel("recall (sensitivity)")
+        pr_ax.set_ylabel("precision (positive predictive value)")
+        pr_ax.set_title("precision-recall curve")
+        for ax in (roc_ax, pr_ax):
+            ax.set_xlim(-0.02, 1.02)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_aspect("equal")
+            ax.grid(alpha=0.3, lw=0.4)
+            ax.legend(frameon=False, loc="lower right" if ax is roc_ax else "lower left")
+
+
+def auroc_vs_scale(
+    path: str | Path, detection: pd.DataFrame, statistics: Sequence[str] | None = None
+) -> None:
+    """Detection AUROC (95% bootstrap interval) against the scale, one panel per method.
+
+    ``detection``: detection.parquet. One line per statistic (``statistics``; default every
+    measured one) in each method's panel; the guidance classifier's AUROC (with its interval
+    as a band) and the published alpha-GAN AUROC as horizontal lines in every panel.
+    """
+    missing = [
+        c
+        for c in ("method", "scale", "statistic", "metric", "value", "ci_low", "ci_high")
+        if c not in detection
+    ]
+    if missing:
+        raise DataError(f"detection table lacks columns {missing}")
+    auroc = detection[detection["metric"] == "auroc"]
+    source = auroc["source"] if "source" in auroc else pd.Series(MEASURED, index=auroc.index)
+    reference = auroc["method"].isin((CLASSIFIER_METHOD, NAKAO_METHOD))
+    measured = auroc[(source == MEASURED) & ~reference]
+    if statistics is not None:
+        measured = measured[measured["statistic"].isin(list(statistics))]
+    if measured.empty:
+        raise DataError("no measured AUROC rows to plot")
+    stats = list(dict.fromkeys(measured["statistic"] if statistics is None else statistics))
+    stats = [s for s in stats if s in set(measured["statistic"])]
+    style = {s: (f"C{k % 10}", "osD^v<>ph*"[k % 10]) for k, s in enumerate(stats)}
+    references = auroc[auroc["method"] == CLASSIFIER_METHOD].head(1)
+    published = auroc[(auroc["method"] == NAKAO_METHOD) | (source != MEASURED)]
+    published = published[published["method"] != CLASSIFIER_METHOD].drop_duplicates("method")
+    methods = sorted(measured["method"].unique())
+    with _figure(path, (3.9 * len(methods) + 2.6, 4.4)) as fig:
+        fig.suptitle("Detection AUROC against guidance scale (95% bootstrap intervals)")
+        axes = fig.subplots(1, len(methods), sharey=True, squeeze=False)[0]
+        for ax, method in zip(axes, methods, strict=True):
+            rows = measured[measured["method"] == method]
+            scales = np.sort(rows["scale"].unique().astype(np.float64))
+            log_x = scales.min() > 0 and scales.max() / scales.min() >= 10
+            span = np.log10(scales.max() / scales.min()) if log_x else np.ptp(scales)
+            step = 0.03 * (span if span > 0 else 1.0)  # the axis spans ~span (or 1, see xlim)
+            for k, statistic in enumerate(stats):
+                part = rows[rows["statistic"] == statistic].sort_values("scale")
+                if part.empty:
+                    continue
+                offset = (k - (len(stats) - 1) / 2) * step  # dodge: error bars side by side
+                x = part["scale"].to_numpy(dtype=np.float64)
+                x = x * 10**offset if log_x else x + offset
+                value = part["value"].to_numpy(dtype=np.float64)
+                err = np.nan_to_num(
+                    np.clip(
+                        [
+                            value - part["ci_low"].to_numpy(float),
+                            part["ci_high"].to_numpy(float) - value,
+                        ],
+                        0,
+                        None,
+                    )
+                )
+                color, marker = style[statistic]
+                ax.errorbar(x, value, yerr=err, color=color, marker=marker, ms=4, lw=1.2,
+                            capsize=2, label=statistic)  # fmt: skip
+            for _, ref in references.iterrows():
+                ax.axhline(
+                    ref["value"],
+                    color="black",
+                    lw=1.2,
+                    label="guidance classifier p(opacity), t = 0",
+                )
+                if np.isfinite(ref["ci_low"]) and np.isfinite(ref["ci_high"]):
+                    ax.axhspan(ref["ci_low"], ref["ci_high"], color="black", alpha=0.08, lw=0,
+                               label="classifier 95% interval")  # fmt: skip
+            for _, ref in published.iterrows():
+                ax.axhline(ref["value"], color="tab:red", lw=1.2, ls="--",
+                           label=f"{ref['method']}, published")  # fmt: skip
+            ax.axhline(0.5, color="0.5", lw=0.8, ls=":", label="chance")
+            if log_x:
+                ax.set_xscale("log")
+            ax.set_xticks(scales, [f"{s:g}" for s in scales])
+            ax.minorticks_off()
+            if len(scales) == 1:
+                ax.set_xlim(scales[0] - 0.5, scales[0] + 0.5)
+            ax.set_xlabel(SCALE_MEANING.get(method, "scale"))
+            ax.set_title(method)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3, lw=0.4)
+        axes[0].set_ylabel("AUROC")
+        handles, labels = axes[0].get_legend_handles_labels()
+        for ax in axes[1:]:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                if lab not in labels:
+                    handles.append(h)
+                    labels.append(lab)
+        fig.legend(handles, labels, loc="outside right center", frameon=False)
+
+
+# --- severity ------------------------------------------------------------------------------
+
+
+def severity_scatter(
+    path: str | Path,
+    predictions: pd.DataFrame,
+    severity: pd.DataFrame,
+    scores: Sequence[str] = ("extent_total", "opacity_total"),
+    seed: int = 0,
+) -> None:
+    """Cross-validated predicted against true RALO score, per score: the best anomaly map
+    (highest Spearman of feature set 'anomaly map'; ties to the lower method and scale) and
+    the classifier baseline (feature set 'classifier probability').
+
+    ``predictions`` / ``severity``: severity_predictions.parquet / severity.parquet. The
+    integer truth is jittered by up to +-0.15 (seeded by ``seed``) so equal scores do not
+    hide each other; the dashed line is predicted = true. A data set without RALO scores gets
+    a figure that says so.
+    """
+    scores = list(scores)
+    check(len(scores) >= 1, "severity_scatter needs at least one score")
+    rho = severity[severity["metric"] == "spearman"] if "metric" in severity else severity
+    mae = severity[severity["metric"] == "mae"] if "metric" in severity else severity
+    width = 2 * 4.3 + 0.4
+    if predictions.empty or severity.empty:
+        with _figure(path, (width, 2.5)) as fig:
+            fig.suptitle("Severity (RALO) predicted from the anomaly maps")
+            ax = fig.subplots()
+            ax.text(0.5, 0.5, "no RALO severity scores in this data set", ha="center",
+                    va="center", transform=ax.transAxes)  # fmt: skip
+            ax.set_axis_off()
+        return
+    rng = np.random.default_rng(seed)
+    with _figure(path, (width, 4.1 * len(scores) + 0.5)) as fig:
+        fig.suptitle("Severity (RALO) predicted by cross-validated ridge regression")
+        axes = fig.subplots(len(scores), 2, squeeze=False)
+        for r, score in enumerate(scores):
+            top = SEVERITY_SCORES.get(score, (None, 8.0))[1]
+            per = rho[rho["score"] == score]
+            maps = per[(per["feature_set"] == "anomaly map")]
+            finite = maps[np.isfinite(maps["value"].to_numpy(dtype=np.float64))]
+            best = (finite if not finite.empty else maps).sort_values(
+                ["value", "method", "scale"], ascending=[False, True, True], kind="mergesort"
+            )
+            panels = []
+            if not best.empty:
+                b = best.iloc[0]
+                panels.append(("anomaly map", b["method"], b["scale"],
+                               setting_name(b["method"], b["scale"]) + " anomaly map"))  # fmt: skip
+            else:
+                panels.append(("anomaly map", None, None, "anomaly map"))
+            panels.append(("classifier probability", None, None, "classifier p(opacity)"))
+            for c, (feature_set, method, scale, name) in enumerate(panels):
+                ax = axes[r, c]
+                sel = predictions[(predictions["score"] == score)
+                                  & (predictions["feature_set"] == feature_set)]  # fmt: skip
+                stats_rho = per[per["feature_set"] == feature_set]
+                stats_mae = mae[(mae["score"] == score) & (mae["feature_set"] == feature_set)]
+                if method is not None:
+                    sel = sel[(sel["method"] == method) & np.isclose(sel["scale"], scale)]
+                    stats_rho = stats_rho[(stats_rho["method"] == method)
+                                          & np.isclose(stats_rho["scale"], scale)]  # fmt: skip
+                    stats_mae = stats_mae[(stats_mae["method"] == method)
+                                          & np.isclose(stats_mae["scale"], scale)]  # fmt: skip
+                ax.plot([0, top], [0, top], color="0.5", lw=0.8, ls="--", label="predicted = true")
+                ax.set_xlim(-0.5, top + 0.5)
+                ax.set_ylim(-0.5, top + 0.5)
+                ax.set_aspect("equal")
+                ax.grid(alpha=0.3, lw=0.4)
+                ax.set_xlabel(f"true {score} (RALO points, jittered)")
+                ax.set_ylabel(f"predicted {score} (RALO points)")
+                if sel.empty:
+                    ax.set_title(f"{score}: {name}")
+                    ax.text(0.5, 0.5, "no predictions", ha="center", transform=ax.transAxes)
+                    continue
+                true = sel["true"].to_numpy(dtype=np.float64)
+                jitter = rng.uniform(-0.15, 0.15, len(true))
+                ax.scatter(true + jitter, sel["predicted"], s=14, alpha=0.7,
+                           color="C0" if c == 0 else "C1", edgecolors="none")  # fmt: skip
+                value = stats_rho["value"].iloc[0] if len(stats_rho) else np.nan
+                error = stats_mae["value"].iloc[0] if len(stats_mae) else np.nan
+                ax.set_title(
+                    f"{score}: {name}\nSpearman rho = {value:.2f}, MAE = {error:.2f}, "
+                    f"n = {len(sel)}"
+                )
+                ax.legend(frameon=False, loc="upper left")
+
+
+# --- Grad-CAM ------------------------------------------------------------------------------
+
+
+def gradcam_panel(
+    path: str | Path,
+    images: np.ndarray,
+    labels_or_titles: Sequence[str],
+    cams: np.ndarray,
+    row_labels: Sequence[str] | None = None,
+    title: str = "Grad-CAM of the noise-aware classifier",
+    alpha: float = 0.45,
+) -> None:
+    """Images with their Grad-CAM maps overlaid, one row per group (e.g. real, generated).
+
+    ``images`` and ``cams``: (R, C, H, W) (or (N, H, W): one row) in [0, 1], NaN images leave
+    a cell empty; ``labels_or_titles``: one title per image, row by row (R * C of them);
+    ``row_labels``: one per row. The map is drawn in the 'jet' colour map at opacity ``alpha``
+    over the grey image, with one colour bar (maps are normalised per image).
+    """
+    images = np.asarray(images, dtype=np.float32)
+    cams = np.asarray(cams, dtype=np.float32)
+    if images.ndim == 3 and cams.ndim == 3:
+        images, cams = images[None], cams[None]
+    if images.ndim != 4 or images.shape != cams.shape:
+        raise DataError(f"images {images.shape} and cams {cams.shape} must be equal (R, C, H, W)")
+    n_rows, n_cols = images.shape[:2]
+    titles = list(labels_or_titles)
+    check(len(titles) == n_rows * n_cols, f"{len(titles)} titles for {n_rows * n_cols} images")
+    if row_labels is not None:
+        check(len(row_labels) == n_rows, f"{len(row_labels)} row labels for {n_rows} rows")
+    check(0 < alpha <= 1, f"alpha must be in (0, 1], got {alpha}")
+    cell = 1.9
+    with _figure(path, (n_cols * cell + 1.2, n_rows * (cell + 0.3) + 0.6)) as fig:
+        fig.suptitle(title)
+        axes = fig.subplots(n_rows, n_cols, squeeze=False)
+        shown = None
+        for r in range(n_rows):
+            for c in range(n_cols):
+                ax = axes[r, c]
+                _bare(ax)
+                if np.isnan(images[r, c]).all():
+                    ax.set_frame_on(False)
+                    continue
+                ax.imshow(np.clip(images[r, c], 0, 1), cmap="gray", vmin=0, vmax=1)
+                shown = ax.imshow(cams[r, c], cmap=CAM_CMAP, vmin=0, vmax=1, alpha=alpha)
+                ax.set_title(titles[r * n_cols + c], fontsize=8)
+            if row_labels is not None:
+                axes[r, 0].set_ylabel(row_labels[r])
+        if shown is not None:  # an opaque bar: the overlay's alpha would wash it out
+            opaque = ScalarMappable(norm=Normalize(0, 1), cmap=CAM_CMAP)
+            bar = fig.colorbar(opaque, ax=axes, shrink=0.7, aspect=30)
+            bar.set_label("Grad-CAM (per image, 0-1)")
