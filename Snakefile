@@ -46,3 +46,4 @@ rule all:
         ),
         counterfactual_targets("scores.parquet"),
         evaluate_targets(),
+        "results/summary.parquet",

@@ -161,3 +161,19 @@ def evaluate_targets():
             f"{RESULTS}/figures/{d}/counterfactual/fig3.png",
         )
     ]
+
+
+def run_summary_inputs(wildcards):
+    """Named inputs eval_{dataset} / gan_{dataset}: every data set's headline table."""
+    inputs = {
+        f"eval_{d}": f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet"
+        for d in DIFFUSION_DATASETS
+        if config["datasets"][d].get("guidance_scales")
+    }
+    inputs.update(
+        {
+            f"gan_{d}": f"{RESULTS}/metrics/{d}/gan_metrics.parquet"
+            for d in GAN_EVAL_DATASETS
+        }
+    )
+    return inputs

@@ -19,7 +19,21 @@ EVAL_TABLES = [
 rule evaluate:
     input:
         unpack(evaluate_inputs),
-        code=code("evaluation"),
+        code=code(
+            *(
+                f"evaluation/{m}.py"
+                for m in (
+                    "run",
+                    "summary",
+                    "detection",
+                    "localisation",
+                    "ground_truth",
+                    "severity",
+                    "spectra",
+                )
+            ),
+            "html_tables.py",
+        ),
     output:
         **{
             t: f"{RESULTS}/metrics/{{dataset}}/counterfactual/{t}.parquet"
@@ -90,3 +104,23 @@ rule evaluation_figures:
         cfg=section("figures"),
     script:
         "../workflow_scripts/evaluation_figures.py"
+
+
+rule run_summary:
+    input:
+        unpack(run_summary_inputs),
+        code=code("evaluation/run_summary.py"),
+    output:
+        table=f"{RESULTS}/summary.parquet",
+        markdown=f"{RESULTS}/summary.md",
+        html=report(
+            f"{RESULTS}/summary.html",
+            caption="../report/run_summary.rst",
+            category="Summary",
+        ),
+    log:
+        f"{RESULTS}/logs/run_summary.log",
+    conda:
+        "../envs/cxrgen.yaml"
+    script:
+        "../workflow_scripts/run_summary.py"

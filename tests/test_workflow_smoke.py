@@ -13,6 +13,8 @@ import pytest
 import report_browser
 from workflow_helpers import overlay, planned_jobs, snakemake
 
+# what any change of a counterfactual replans after the counterfactual jobs themselves
+EVALUATION = {"evaluate": 1, "evaluation_figures": 1, "run_summary": 1, "all": 1}
 # for a person to look at after a run: the report as a browser shows it
 ARTIFACTS = Path(__file__).resolve().parents[1] / "results" / "test-artifacts"
 
@@ -186,7 +188,14 @@ def test_report_renders_in_a_browser_with_every_figure_and_table(smoke_run):
     report = smoke_run / "results" / "report.html"
     snakemake(smoke_run, "--report", str(report))
     home = report_browser.visible_text(report_browser.rendered_body(report))
-    for category in ("Data", "Training", "Counterfactuals", "Evaluation", "Med-StyleGAN2"):
+    for category in (
+        "Data",
+        "Training",
+        "Counterfactuals",
+        "Evaluation",
+        "Med-StyleGAN2",
+        "Summary",
+    ):
         assert category in home, home[:2000]
     listed = {
         ("Evaluation", "Tables"): ["summary.html", "detection.html", "table2.html"],
@@ -194,6 +203,7 @@ def test_report_renders_in_a_browser_with_every_figure_and_table(smoke_run):
                                     "auroc_vs_scale", "severity", "gradcam")],
         ("Counterfactuals",): ["cfg", "cg", "stargan"],
         ("Data",): ["phantoms_rsna.png", "counts.html"],
+        ("Summary",): ["summary.html"],
     }  # fmt: skip
     for clicks, names in listed.items():
         text = report_browser.visible_text(report_browser.rendered_body(report, clicks))
@@ -211,30 +221,25 @@ def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path)
     scales = {"cfg": [3, 0.5], "cg": [10], "stargan": [0.5]}
     scales = {"datasets": {"rsna": {"guidance_scales": scales}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "s.yaml", scales),))
-    assert jobs == {"counterfactual": 1, "evaluate": 1, "evaluation_figures": 1, "all": 1}
+    assert jobs == {"counterfactual": 1, **EVALUATION}
 
 
 def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
-    assert jobs == {"counterfactual": 3, "evaluate": 1, "evaluation_figures": 1, "all": 1}
+    assert jobs == {"counterfactual": 3, **EVALUATION}
 
 
 def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
-    assert jobs == {
-        "invert": 1, "counterfactual": 3, "evaluate": 1, "evaluation_figures": 1, "all": 1
-    }  # fmt: skip
+    assert jobs == {"invert": 1, "counterfactual": 3, **EVALUATION}
 
 
 def test_one_stage_reruns_with_R_until_and_f(smoke_run):
     jobs = planned_jobs(smoke_run, "-R", "train_classifier")
     # cg counterfactuals, the evaluation's reference row and the chest X-ray FID read it
-    assert jobs == {
-        "train_classifier": 1, "counterfactual": 1, "evaluate": 1, "evaluation_figures": 1,
-        "gan_metrics": 1, "all": 1,
-    }  # fmt: skip
+    assert jobs == {"train_classifier": 1, "counterfactual": 1, "gan_metrics": 1, **EVALUATION}
     assert planned_jobs(smoke_run, "-R", "train_classifier", "--until", "train_classifier") == {
         "train_classifier": 1
     }
@@ -249,10 +254,8 @@ def test_diffusion_change_replans_training_and_downstream_not_data(smoke_run, tm
         "train_classifier": 1,  # trained with the diffusion model's noise schedule
         "invert": 1,
         "counterfactual": 3,
-        "evaluate": 1,
-        "evaluation_figures": 1,
         "gan_metrics": 1,
-        "all": 1,
+        **EVALUATION,
     }
 
 
@@ -268,10 +271,7 @@ def test_code_change_in_one_stage_replans_that_stage(smoke_run):
     try:
         for p in outputs:
             os.utime(p, (module.stat().st_mtime - 60,) * 2)
-        expected = {
-            "invert": 1, "counterfactual": 3, "evaluate": 1, "evaluation_figures": 1, "all": 1
-        }  # fmt: skip
-        assert planned_jobs(smoke_run) == expected
+        assert planned_jobs(smoke_run) == {"invert": 1, "counterfactual": 3, **EVALUATION}
     finally:
         for p, t in times.items():
             os.utime(p, (t, t))

@@ -180,6 +180,15 @@ def cmd_figures(args: argparse.Namespace) -> None:
     )  # fmt: skip
 
 
+def cmd_run_summary(args: argparse.Namespace) -> None:
+    from cxrgen.evaluation.run_summary import run_summary
+
+    def pairs(items: list[str]) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in items or [])
+
+    run_summary(pairs(args.evaluation), pairs(args.gan_metrics), args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -284,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="figure folder to write")
     add_config_flags(p, FiguresConfig)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("run-summary", help="one table with every data set's headline numbers")
+    p.add_argument("--evaluation", nargs="*", metavar="DATASET=SUMMARY_PARQUET")
+    p.add_argument("--gan-metrics", nargs="*", metavar="DATASET=GAN_METRICS_PARQUET")
+    p.add_argument("--output", required=True, type=Path)
+    p.set_defaults(func=cmd_run_summary)
 
     p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
     p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")
