@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from slurm_cluster import MIN_JOB_AGE, SlurmCluster, unavailable
-from workflow_helpers import ROOT, SMOKE, snakemake
+from workflow_helpers import ROOT, command, snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.slurm]
 
@@ -77,33 +77,14 @@ def test_cluster_runs_cpu_and_gpu_jobs(cluster, tmp_path):
 
 def slurm_snakemake(cluster: SlurmCluster, workdir: Path) -> subprocess.CompletedProcess:
     """The smoke preset's TARGETS through the slurm executor and profiles/slurm."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--executor",
-        "slurm",
-        "--profile",
-        str(ROOT / "profiles" / "slurm"),
+    cmd = command(
+        workdir, "--executor", "slurm", "--profile", str(ROOT / "profiles" / "slurm"),
         # no slurmdbd here: sacct never sees a job end; squeue does, for MinJobAge seconds
-        "--slurm-status-command",
-        "squeue",
+        "--slurm-status-command", "squeue",
         # first status check 10 s after a submission (default 40): MinJobAge >= 3 x this
-        "--slurm-init-seconds-before-status-checks",
-        "10",
-        "--slurm-no-account",
-        "--resources",
-        "gpu=1",
-        "--jobs",
-        "2",
-        *TARGETS,
-        "--configfile",  # last: it takes every following word as a file
-        str(SMOKE),
-    ]
+        "--slurm-init-seconds-before-status-checks", "10",
+        "--slurm-no-account", "--resources", "gpu=1", "--jobs", "2", *TARGETS,
+    )  # fmt: skip
     # jobs inherit this environment (sbatch --export=ALL): the venv's python on PATH
     path = os.pathsep.join([str(Path(sys.executable).parent), cluster.env["PATH"]])
     env = {**cluster.env, "PATH": path, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}

@@ -14,24 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "presets" / "smoke.yaml"
 
 
+def command(workdir: Path, *args: str, configs: tuple[Path, ...] = ()) -> list[str]:
+    """``python -m snakemake`` on the project's Snakefile with the smoke preset (+ configs)."""
+    return [
+        sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+        "--directory", str(workdir), *args,
+        "--configfile",  # last: it takes every following word as a file
+        str(SMOKE), *map(str, configs),
+    ]  # fmt: skip
+
+
 def snakemake(
     workdir: Path, *args: str, configs: tuple[Path, ...] = (), check: bool = True
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--cores",
-        "2",
-        *args,
-        "--configfile",  # last: it takes every following word as a file
-        str(SMOKE),
-        *map(str, configs),
-    ]
+    cmd = command(workdir, "--cores", "2", *args, configs=configs)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if check and proc.returncode != 0:

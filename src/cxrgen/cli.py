@@ -157,23 +157,25 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
             )  # fmt: skip
 
 
+def counterfactual_dirs(roots: list[Path]) -> list[Path]:
+    """Every folder holding a scores.parquet at or below the given folders."""
+    dirs = sorted({p.parent for root in roots for p in root.glob("**/scores.parquet")})
+    if not dirs:
+        raise CxrgenError(f"no scores.parquet under {[str(p) for p in roots]}")
+    return dirs
+
+
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from cxrgen.evaluation.run import evaluate
 
-    dirs = sorted(
-        {p.parent for root in args.counterfactuals for p in root.glob("**/scores.parquet")}
-    )
-    if not dirs:
-        raise CxrgenError(f"no scores.parquet under {[str(p) for p in args.counterfactuals]}")
+    dirs = counterfactual_dirs(args.counterfactuals)
     evaluate(args.latents, dirs, args.store, args.output, config_from_args(args), args.classifier)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
     from cxrgen.evaluation.make_figures import write_figures
 
-    dirs = sorted(
-        {p.parent for root in args.counterfactuals for p in root.glob("**/scores.parquet")}
-    )
+    dirs = counterfactual_dirs(args.counterfactuals)
     write_figures(
         args.latents, dirs, args.store, args.metrics, args.output, config_from_args(args),
         args.classifier,
