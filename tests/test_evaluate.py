@@ -96,7 +96,7 @@ def build(root, ground_truth=True):
 def evaluated(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     store, latents, folders = build(root)
-    cfg = EvaluateConfig(n_boot=100, severity_folds=3)
+    cfg = EvaluateConfig(n_boot=100, severity_folds=3, map_smoothing=0)  # exact maps
     summary = evaluate(latents, folders, store, root / "metrics", cfg, progress=False)
     tables = {p.stem: pd.read_parquet(p) for p in (root / "metrics").glob("*.parquet")}
     return root, tables, summary
@@ -190,3 +190,17 @@ def test_cli_evaluates_and_draws_the_figures(tmp_path):
     assert names == sorted(f"{n}.png" for n in FIGURES)
     summary = pd.read_parquet(tmp_path / "m" / "summary.parquet")
     assert summary.set_index("metric").loc["AUROC, best setting", "setting"].startswith("cfg")
+
+
+def test_smoothed_maps_are_gaussian_filtered_per_image():
+    from scipy.ndimage import gaussian_filter
+
+    from cxrgen.evaluation.run import SmoothedView
+
+    maps = np.zeros((3, 16, 16), np.float32)
+    maps[1, 8, 8] = 1.0
+    view = SmoothedView(maps, 1.5)
+    np.testing.assert_allclose(view[1:2][0], gaussian_filter(maps[1], 1.5, mode="nearest"))
+    assert view[np.array([0, 2])].max() == 0  # no bleeding between images
+    assert view[1].sum() == pytest.approx(1.0, rel=1e-4) and view[1].max() < 0.1
+    assert SmoothedView(maps, 0)[1].max() == 1.0
