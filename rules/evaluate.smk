@@ -57,6 +57,7 @@ rule evaluate:
         "../envs/cxrgen.yaml"
     threads: config.get("train_threads", 4)
     resources:
+        gpu=1,  # the classifier pass (reference row); CPU where there is none
         mem_mb=16000,
     params:
         cfg=section("evaluate"),
@@ -100,6 +101,8 @@ rule evaluation_figures:
     conda:
         "../envs/cxrgen.yaml"
     threads: config.get("train_threads", 4)
+    resources:
+        gpu=1,  # Grad-CAM of the classifier; CPU where there is none
     params:
         cfg=section("figures"),
     script:

@@ -4,10 +4,11 @@ from pathlib import Path
 
 from cxrgen import logs
 from cxrgen.config import from_mapping
+from cxrgen.devices import claim_device
 
 smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 
-with logs.stage_log(smk.log[0]):
+with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
     from cxrgen.evaluation.make_figures import FiguresConfig, write_figures
