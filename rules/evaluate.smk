@@ -74,6 +74,7 @@ rule evaluation_figures:
         ),
         code=code(
             "evaluation/figures.py",
+            "evaluation/metric_plots.py",
             "evaluation/gradcam.py",
             "evaluation/make_figures.py",
         ),

@@ -10,7 +10,7 @@ from torch import nn
 
 from cxrgen.classifier.model import NoiseAwareClassifier
 from cxrgen.errors import ConfigError, DataError
-from cxrgen.evaluation import figures
+from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import detection_table, reference_rows
 from cxrgen.evaluation.gradcam import grad_cam
 from cxrgen.evaluation.run import spectrum_curves
@@ -180,12 +180,12 @@ def test_fig4_spectra(arrays, tmp_path):
 
 def test_roc_pr_curves(scores, tmp_path):
     path = tmp_path / "roc.png"
-    figures.roc_pr_curves(path, scores, "sum_abs", POS, NEG)
+    metric_plots.roc_pr_curves(path, scores, "sum_abs", POS, NEG)
     assert coloured(assert_drawn(path)) > 100
     with pytest.raises(DataError, match="finite"):  # every setting NaN: nothing to draw
-        figures.roc_pr_curves(path, scores, "lung_sum_abs", POS, NEG)
+        metric_plots.roc_pr_curves(path, scores, "lung_sum_abs", POS, NEG)
     with pytest.raises(DataError, match="lacks columns"):
-        figures.roc_pr_curves(path, scores, "hpf_energy", POS, NEG)
+        metric_plots.roc_pr_curves(path, scores, "hpf_energy", POS, NEG)
 
 
 def test_auroc_vs_scale_with_references(scores, tmp_path):
@@ -194,10 +194,10 @@ def test_auroc_vs_scale_with_references(scores, tmp_path):
     probs = probs.assign(p_positive=np.linspace(0, 1, len(probs)))
     table = pd.concat([detection, reference_rows(probs, POS, NEG, n_boot=20)], ignore_index=True)
     path = tmp_path / "auroc.png"
-    figures.auroc_vs_scale(path, table)
+    metric_plots.auroc_vs_scale(path, table)
     assert_drawn(path)
     with pytest.raises(DataError, match="no measured"):
-        figures.auroc_vs_scale(path, table, statistics=["hpf_energy"])
+        metric_plots.auroc_vs_scale(path, table, statistics=["hpf_energy"])
 
 
 def severity_tables():
@@ -223,11 +223,11 @@ def severity_tables():
 def test_severity_scatter_and_the_empty_case(tmp_path):
     predictions, severity = severity_tables()
     path = tmp_path / "severity.png"
-    figures.severity_scatter(path, predictions, severity)
+    metric_plots.severity_scatter(path, predictions, severity)
     rgb = assert_drawn(path)
     assert coloured(rgb) > 100  # the points
     empty = tmp_path / "empty.png"
-    figures.severity_scatter(empty, predictions.iloc[:0], severity.iloc[:0])
+    metric_plots.severity_scatter(empty, predictions.iloc[:0], severity.iloc[:0])
     assert_drawn(empty)
 
 

@@ -28,7 +28,7 @@ import pandas as pd
 
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import inverted_set
-from cxrgen.evaluation import figures
+from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import best_setting
 from cxrgen.evaluation.run import Setting, load_settings, store_view
 from cxrgen.gan.loop import resolve_device
@@ -109,11 +109,11 @@ def write_figures(
     )  # fmt: skip
     scores = pd.concat([s.scores for s in settings], ignore_index=True)
     negative = next(c for c in images.classes if c != cfg.positive_class)
-    figures.roc_pr_curves(
+    metric_plots.roc_pr_curves(
         out_dir / "roc_pr.png", scores, best["statistic"], cfg.positive_class, negative
     )
-    figures.auroc_vs_scale(out_dir / "auroc_vs_scale.png", tables["detection"])
-    figures.severity_scatter(
+    metric_plots.auroc_vs_scale(out_dir / "auroc_vs_scale.png", tables["detection"])
+    metric_plots.severity_scatter(
         out_dir / "severity.png", tables["severity_predictions"], tables["severity"]
     )
     gradcam(out_dir / "gradcam.png", classifier_dir, original, shown, names, rows, images, cfg)
