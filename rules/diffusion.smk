@@ -30,12 +30,13 @@ rule train_diffusion:
         "../envs/cxrgen.yaml"
     threads: config.get("train_threads", 4)
     resources:
-        gpu=1,
+        gpu=config.get("train_processes", 1),
         mem_mb=16000,
         runtime=config.get("train_runtime_min", 720),
     params:
         cfg=section("diffusion"),
         checkpoints=f"{RESULTS}/checkpoints/{{dataset}}/diffusion",
+        processes=config.get("train_processes", 1),
     script:
         "../workflow_scripts/train_diffusion.py"
 
@@ -63,11 +64,12 @@ rule train_classifier:
         "../envs/cxrgen.yaml"
     threads: config.get("train_threads", 4)
     resources:
-        gpu=1,
+        gpu=config.get("train_processes", 1),
         mem_mb=16000,
         runtime=config.get("train_runtime_min", 720),
     params:
         cfg=section("classifier"),
         checkpoints=f"{RESULTS}/checkpoints/{{dataset}}/classifier",
+        processes=config.get("train_processes", 1),
     script:
         "../workflow_scripts/train_classifier.py"

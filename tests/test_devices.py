@@ -68,3 +68,22 @@ def test_no_pinning_without_gpus_or_when_already_set(monkeypatch, tmp_path):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # e.g. set by SLURM
     with claim_device(tmp_path) as index:
         assert index is None and os.environ["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_several_devices_are_claimed_all_or_none(fake_gpus, monkeypatch):
+    from cxrgen.devices import claim_devices
+
+    monkeypatch.setenv("CXRGEN_GPU_DEVICES", "0,1,2")
+    with claim_devices(2) as pair:
+        assert pair == (0, 1) and os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
+        mine = os.environ.pop("CUDA_VISIBLE_DEVICES")  # as another job would see it
+        try:
+            with pytest.raises(TimeoutError), claim_devices(2, poll_s=0.05, timeout_s=0.2):
+                pass  # only device 2 is free: nothing is held half-way
+            with claim_device() as single:
+                assert single == 2
+        finally:
+            os.environ["CUDA_VISIBLE_DEVICES"] = mine
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
+    with pytest.raises(RuntimeError, match="4 GPUs asked for"), claim_devices(4):
+        pass

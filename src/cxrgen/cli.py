@@ -104,6 +104,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     with claim_device():
         train = _trainers()[args.command][1]
         kwargs = {"scheduler_dir": args.scheduler} if getattr(args, "scheduler", None) else {}
+        if getattr(args, "checkpoints", None) is not None:
+            kwargs["checkpoint_dir"] = args.checkpoints
         train(args.store, args.split, args.output, config_from_args(args), **kwargs)
 
 
@@ -231,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--output", required=True, type=Path, help="model folder to write")
         if command == "train-classifier":
             p.add_argument("--scheduler", type=Path, help="the diffusion model's scheduler/")
+        if command in ("train-diffusion", "train-classifier"):
+            p.add_argument("--checkpoints", type=Path, help="checkpoint folder")
         add_config_flags(p, cls)
         p.set_defaults(func=cmd_train)
 

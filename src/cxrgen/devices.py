@@ -56,6 +56,22 @@ def claim_device(
     Sets ``CUDA_VISIBLE_DEVICES`` to the claimed index inside the block (restored after).
     Waits, polling, while every device is held by another job.
     """
+    with claim_devices(1, lock_dir, poll_s, timeout_s) as indices:
+        yield None if indices is None else indices[0]
+
+
+@contextlib.contextmanager
+def claim_devices(
+    count: int,
+    lock_dir: str | Path | None = None,
+    poll_s: float = 0.5,
+    timeout_s: float | None = None,
+) -> Iterator[tuple[int, ...] | None]:
+    """Hold ``count`` free device indices (all or none, so two jobs never deadlock half-way).
+
+    Sets ``CUDA_VISIBLE_DEVICES`` to them (comma-separated) inside the block; yields them, or
+    None where nothing is pinned (variable already set, or no GPU).
+    """
     if os.environ.get("CUDA_VISIBLE_DEVICES") is not None:
         yield None
         return
@@ -63,10 +79,13 @@ def claim_device(
     if not indices:
         yield None
         return
+    if count > len(indices):
+        raise RuntimeError(f"{count} GPUs asked for but only {indices} can be claimed")
     lock_dir = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     while True:
+        held: list[tuple[int, object]] = []
         for index in indices:
             handle = open(lock_dir / f"gpu{index}.lock", "a+")  # noqa: SIM115 (held while in use)
             try:
@@ -74,15 +93,26 @@ def claim_device(
             except BlockingIOError:
                 handle.close()
                 continue
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
-            log.info("claimed GPU %d (CUDA_VISIBLE_DEVICES=%d)", index, index)
+            held.append((index, handle))
+            if len(held) == count:
+                break
+        if len(held) == count:
+            claimed = tuple(i for i, _ in held)
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, claimed))
+            log.info("claimed GPU(s) %s (CUDA_VISIBLE_DEVICES)", ",".join(map(str, claimed)))
             try:
-                yield index
+                yield claimed
             finally:
                 del os.environ["CUDA_VISIBLE_DEVICES"]
-                fcntl.flock(handle, fcntl.LOCK_UN)
-                handle.close()
+                _release(held)
             return
+        _release(held)
         if timeout_s is not None and time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"no free GPU among {indices} after {timeout_s} s ({lock_dir})")
+            raise TimeoutError(f"no {count} free GPU(s) among {indices} after {timeout_s} s")
         time.sleep(poll_s)
+
+
+def _release(held) -> None:
+    for _, handle in held:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

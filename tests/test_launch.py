@@ -1,0 +1,46 @@
+"""Training in several processes through accelerate launch (CPU processes stand in for GPUs)."""
+
+import pandas as pd
+import pytest
+from synthetic_store import make_store
+
+from cxrgen import io
+from cxrgen.diffusion.train import DiffusionTrainConfig
+from cxrgen.errors import CxrgenError
+from cxrgen.training.launch import launch_command, run_launched
+
+TINY = dict(
+    block_out_channels=(16, 32), norm_num_groups=8, attention_head_dim=8,
+    attention_resolutions=(), mid_attention=False, num_train_timesteps=100, batch_size=4,
+    max_steps=4, warmup_steps=1, checkpoint_every=2, log_every=1, n_sample_per_class=1,
+    sample_steps=2,
+)  # fmt: skip
+
+
+def test_two_processes_train_and_write_the_model(tmp_path):
+    store, split = make_store(tmp_path / "data", n=16, size=16, n_valid=4)
+    cfg = DiffusionTrainConfig(**TINY)
+    out, ckpt = tmp_path / "model", tmp_path / "ckpt"
+    run_launched("train-diffusion", store, split, out, cfg, 2, ckpt, cpu=True)
+    provenance = io.read_json(out / "provenance.json")
+    assert provenance["processes"] == 2
+    assert provenance["config"]["batch_size"] == 4  # the global batch, split in two
+    assert pd.read_parquet(out / "loss.parquet")["step"].max() == 4
+    assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert sorted(p.name for p in ckpt.glob("step-*.pt"))  # checkpoints where asked
+
+
+def test_a_failing_launch_is_an_error(tmp_path):
+    with pytest.raises(CxrgenError, match="2-process train-diffusion exited"):
+        run_launched(
+            "train-diffusion", tmp_path / "none", tmp_path / "none", tmp_path / "out",
+            DiffusionTrainConfig(**TINY), 2, cpu=True,
+        )  # fmt: skip
+
+
+def test_launch_command_runs_the_cli_module():
+    cmd = launch_command(4, ["train-classifier", "--store", "s"])
+    assert cmd[cmd.index("--num_processes") + 1] == "4" and "--multi_gpu" in cmd
+    assert cmd[-4:] == ["cxrgen.cli", "train-classifier", "--store", "s"]
+    cpu = launch_command(2, [], cpu=True)
+    assert "torch.distributed.run" in cpu and cpu[cpu.index("--nproc_per_node") + 1] == "2"
