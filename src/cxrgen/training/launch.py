@@ -68,6 +68,8 @@ def run_launched(
             args += ["--scheduler", str(scheduler_dir)]
         cmd = launch_command(processes, args, cpu=cpu)
         log.info("launching %d processes: %s", processes, " ".join(cmd))
-        result = subprocess.run(cmd, check=False)
+        sys.stderr.flush()
+        # the processes write where this process's stderr goes (the rule's log under Snakemake)
+        result = subprocess.run(cmd, check=False, stdout=sys.stderr, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise CxrgenError(f"the {processes}-process {command} exited with {result.returncode}")
