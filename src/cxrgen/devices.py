@@ -23,6 +23,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+DEVICE_NAMES = ("auto", "cpu", "cuda")  # the `device` key of every stage that runs a model
 ENV_DEVICES = "CXRGEN_GPU_DEVICES"  # e.g. "0,1,2,3": the indices jobs may claim
 ENV_LOCK_DIR = "CXRGEN_GPU_LOCK_DIR"
 
@@ -116,3 +117,25 @@ def _release(held) -> None:
     for _, handle in held:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()
+
+
+def check_device_name(name: str) -> None:
+    """ConfigError unless ``name`` is one of :data:`DEVICE_NAMES`."""
+    from cxrgen.config import check
+
+    check(name in DEVICE_NAMES, f"device must be one of {DEVICE_NAMES}, got {name!r}")
+
+
+def resolve_device(name: str):
+    """The torch device of a ``device`` key: 'auto' = CUDA where there is one, else CPU.
+
+    torch is imported here, not at module level: :func:`claim_device` must run before it.
+    """
+    import torch
+
+    from cxrgen.config import check
+
+    check(name != "cuda" or torch.cuda.is_available(), "device is 'cuda' but no GPU is seen")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)

@@ -41,10 +41,10 @@ from cxrgen.counterfactual import guidance, stargan
 from cxrgen.counterfactual.ddim import Trajectory, decode
 from cxrgen.counterfactual.invert import ImageSet, check_model_fits, inverted_set
 from cxrgen.counterfactual.scores import difference_scores
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.diffusion.model import check_same_schedule, load_diffusion
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.gan.artifacts import Panel, write_labelled_grid
-from cxrgen.gan.loop import resolve_device
 from cxrgen.gan.stargan_train import load_stargan
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ class CounterfactualConfig:
             self.precision in guidance.PRECISIONS,
             f"precision must be one of {guidance.PRECISIONS}, got {self.precision!r}",
         )
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 def scale_name(scale: float) -> str:
@@ -226,9 +224,10 @@ def make_counterfactuals(
         for start, stop in images.batches(cfg.batch_size):
             original = images.rows(start, stop)
             cf = translate(start, stop, original)
+            diff = original - cf
             cf_out[start:stop] = cf
-            diff_out[start:stop] = original - cf
-            abs_out[start:stop] = np.abs(original - cf)
+            diff_out[start:stop] = diff
+            abs_out[start:stop] = np.abs(diff)
             lungs = images.rows(start, stop, "lung_masks") if with_lungs else None
             # the change made by guidance alone: against the decoded latent (diffusion only)
             recon = None if method == "stargan" else np.asarray(recons[start:stop])

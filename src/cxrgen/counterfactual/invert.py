@@ -32,9 +32,9 @@ from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual import guidance
 from cxrgen.counterfactual.ddim import Trajectory, decode, invert, trajectory
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.diffusion.model import load_diffusion
 from cxrgen.errors import DataError
-from cxrgen.gan.loop import resolve_device
 from cxrgen.training.data import load_split
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,7 @@ class InvertConfig:
             self.precision in guidance.PRECISIONS,
             f"precision must be one of {guidance.PRECISIONS}, got {self.precision!r}",
         )
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from matplotlib.colors import Normalize
 from cxrgen import io
 from cxrgen.config import check
 from cxrgen.errors import DataError
+from cxrgen.evaluation.summary import setting_name
 from cxrgen.metrics.spectra import highpass, lowpass
 
 log = logging.getLogger(__name__)
@@ -75,13 +76,6 @@ def png_figure(path: str | Path, figsize: tuple[float, float]) -> Iterator:
                 fig.savefig(tmp, dpi=DPI)
         finally:
             plt.close(fig)
-
-
-def setting_name(method, scale) -> str:
-    """'cfg 3', 'stargan 0'; the method alone where the scale is missing."""
-    if scale is None or (isinstance(scale, float | np.floating) and np.isnan(scale)):
-        return str(method)
-    return f"{method} {float(scale):g}"
 
 
 def _bare(ax) -> None:

@@ -28,10 +28,10 @@ import pandas as pd
 
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import inverted_set
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import best_setting
 from cxrgen.evaluation.run import Setting, load_settings, store_view
-from cxrgen.gan.loop import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,7 @@ class FiguresConfig:
     def __post_init__(self):
         check(self.rows_per_group >= 1, "rows_per_group must be >= 1")
         check(0 < self.cutoff < 1.5, "cutoff must be a fraction of Nyquist in (0, 1.5)")
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 def best_per_method(settings: list[Setting], detection: pd.DataFrame) -> list[Setting]:

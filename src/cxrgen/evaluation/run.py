@@ -35,10 +35,10 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import ImageSet, inverted_set
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.evaluation import detection, ground_truth, localisation, severity, spectra
 from cxrgen.evaluation.summary import summary_table, write_summary_markdown
-from cxrgen.gan.loop import resolve_device
 from cxrgen.html_tables import write_html_table
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ class EvaluateConfig:
         check(self.max_pixels >= 1000, "max_pixels must be >= 1000")
         check(0 <= self.map_smoothing < 0.5, "map_smoothing must be in [0, 0.5)")
         check(self.batch_size >= 1, "batch_size must be >= 1")
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 class RowView:
@@ -201,10 +199,10 @@ def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: Evaluat
     return table
 
 
-def severity_targets(images: ImageSet) -> pd.DataFrame:
-    index = pd.read_parquet(images.store_dir / "index.parquet").set_index("row")
-    columns = [c for c in severity.SCORES if c in index.columns]
-    return index.loc[images.table["store_row"], columns].reset_index(drop=True)
+def per_image(index: pd.DataFrame, images: ImageSet, columns) -> pd.DataFrame:
+    """Columns of the store's index (``row`` as its index) in the order of the images."""
+    present = [c for c in columns if c in index.columns]
+    return index.loc[images.table["store_row"], present].reset_index(drop=True)
 
 
 def evaluate(
@@ -244,10 +242,11 @@ def evaluate(
     )  # fmt: skip
 
     index = pd.read_parquet(store_dir / "index.parquet").set_index("row")
-    boxes = index.loc[images.table["store_row"], "boxes"].tolist() if "boxes" in index else None
+    boxes = per_image(index, images, ["boxes"])["boxes"].tolist() if "boxes" in index else None
     healthy, lesions = store_view(images, "healthy"), store_view(images, "lesion_masks")
     lungs = store_view(images, "lung_masks")
-    targets = severity_targets(images)
+    targets = per_image(index, images, severity.SCORES)
+    labels = images.table["class_name"].to_numpy()
     has_targets = not targets.empty and targets.notna().any().any()
     groups = images.table["patient_id"].to_numpy()
 
@@ -280,7 +279,6 @@ def evaluate(
             )  # fmt: skip
             parts["severity"].append(tagged(table, setting))
             parts["severity_predictions"].append(tagged(predictions, setting))
-        labels = images.table["class_name"].to_numpy()
         table = spectra.band_energy_table(original, cf, cfg.spectra_cutoffs, labels=labels)
         parts["spectra"].append(tagged(table, setting))
         parts["spectra_curves"].append(tagged(spectrum_curves(original, cf, diff), setting))

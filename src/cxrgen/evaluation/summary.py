@@ -18,9 +18,10 @@ from cxrgen.evaluation.detection import best_setting
 COLUMNS = ["section", "metric", "value", "ci_low", "ci_high", "setting"]
 
 
-def _name(method, scale, statistic=None) -> str:
+def setting_name(method, scale, statistic=None) -> str:
+    """'cfg 3', 'stargan 0', 'cfg 1 sum_abs'; the method alone where the scale is missing."""
     parts = [str(method)]
-    if scale is not None and not (isinstance(scale, float) and np.isnan(scale)):
+    if scale is not None and not (isinstance(scale, float | np.floating) and np.isnan(scale)):
         parts.append(f"{float(scale):g}")
     if statistic:
         parts.append(str(statistic))
@@ -38,13 +39,13 @@ def _detection(det: pd.DataFrame) -> tuple[list[dict], pd.Series | None]:
     if measured["value"].notna().any():
         best = best_setting(det)
         rows.append(_row("detection", "AUROC, best setting", best["value"],
-                         _name(best["method"], best["scale"], best["statistic"]),
+                         setting_name(best["method"], best["scale"], best["statistic"]),
                          best["ci_low"], best["ci_high"]))  # fmt: skip
         paper = measured[measured["statistic"] == "sum_abs"]
         if paper["value"].notna().any():
             r = paper.loc[paper["value"].idxmax()]
             rows.append(_row("detection", "AUROC, paper's sum of absolute difference", r["value"],
-                             _name(r["method"], r["scale"], "sum_abs"), r["ci_low"],
+                             setting_name(r["method"], r["scale"], "sum_abs"), r["ci_low"],
                              r["ci_high"]))  # fmt: skip
     else:
         best = None
@@ -73,14 +74,15 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         for metric in ("pixel_auroc_pooled", "pointing_game", "dice"):
             r = _pick(loc, method, scale, metric)
             if r is not None:
-                rows.append(_row("localisation (boxes)", metric, r["value"], _name(method, scale)))
+                name = setting_name(method, scale)
+                rows.append(_row("localisation (boxes)", metric, r["value"], name))
     if not gt.empty:
         aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["subset"] == "lesion images")]
         if aurocs["value"].notna().any():
             r = aurocs.loc[aurocs["value"].idxmax()]
             method, scale = r["method"], r["scale"]
             rows.append(_row("ground truth (phantoms)", "lesion pixel AUROC, best setting",
-                             r["value"], _name(method, scale)))  # fmt: skip
+                             r["value"], setting_name(method, scale)))  # fmt: skip
             for metric, subset in (("dice", "lesion images"),
                                    ("lesion_removed_fraction", "lesion images"),
                                    ("cf_error_outside", "lesion images"),
@@ -88,7 +90,7 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 p = _pick(gt, method, scale, metric, subset)
                 if p is not None:
                     rows.append(_row("ground truth (phantoms)", metric, p["value"],
-                                     _name(method, scale)))  # fmt: skip
+                                     setting_name(method, scale)))  # fmt: skip
     if not sev.empty:
         rho = sev[sev["metric"] == "spearman"]
         for score in ("extent_total", "opacity_total"):
@@ -97,7 +99,7 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             if maps["value"].notna().any():
                 r = maps.loc[maps["value"].idxmax()]
                 rows.append(_row("severity", f"Spearman {score}, best anomaly map", r["value"],
-                                 _name(r["method"], r["scale"])))  # fmt: skip
+                                 setting_name(r["method"], r["scale"])))  # fmt: skip
             for _, r in per[per["feature_set"] == "classifier probability"].iterrows():
                 rows.append(_row("severity", f"Spearman {score}, classifier baseline",
                                  r["value"], "classifier"))  # fmt: skip
@@ -111,7 +113,7 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         sel = t2[(t2["method"] == best["method"]) & (t2["scale"] == best["scale"])]
         for _, r in sel.iterrows():
             metric = f"mean sum of absolute difference, {r['class_name']}"
-            setting = _name(best["method"], best["scale"])
+            setting = setting_name(best["method"], best["scale"])
             rows.append(_row("table 2", metric, r["mean"], setting))
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -29,9 +29,9 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.gan.dcgan_train import load_dcgan
-from cxrgen.gan.loop import resolve_device
 from cxrgen.gan.stargan_train import load_stargan
 from cxrgen.training.data import SplitImages, load_split
 from cxrgen.training.seeding import Purpose, derive_seed, generator
@@ -77,9 +77,7 @@ class GenerateConfig:
         check(self.samples_per_class >= 1, "samples_per_class must be >= 1")
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}")
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 def _image_ids(split_dir: Path) -> dict[int, str]:

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from cxrgen import provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
+from cxrgen.devices import resolve_device
 from cxrgen.gan.artifacts import save_networks, write_gan_loss
 from cxrgen.gan.config import GANTrainConfig
 from cxrgen.training.checkpoint import Checkpointer
@@ -156,13 +157,6 @@ class ReferenceBatchSampler(Sampler[list[SampleKey]]):
                         pool = self.members[d]
                         keys.append((int(pool[int(ui * len(pool))]), step, b * (1 + r) + i))
             yield keys
-
-
-def resolve_device(name: str) -> torch.device:
-    check(name != "cuda" or torch.cuda.is_available(), "device is 'cuda' but no GPU is seen")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
 
 
 def _warn_on_changes(saved: Mapping[str, Any], data: SplitImages) -> None:

@@ -34,8 +34,8 @@ import torch
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import read_classes
+from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
-from cxrgen.gan.loop import resolve_device
 from cxrgen.html_tables import write_html_table
 from cxrgen.metrics.fid import (
     ClassifierFeatures,
@@ -98,9 +98,7 @@ class GANEvalConfig:
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(self.lpips_min_size >= 32, "lpips_min_size must be >= 32 (AlexNet's pooling)")
         check(self.cxr_timestep >= 0, "cxr_timestep must be >= 0")
-        check(
-            self.device in ("auto", "cpu", "cuda"), f"device must be auto/cpu/cuda: {self.device}"
-        )
+        check_device_name(self.device)
 
 
 @dataclass

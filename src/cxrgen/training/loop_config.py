@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from cxrgen.config import check
+from cxrgen.devices import check_device_name
 from cxrgen.training.augment import Augmentation
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
 
 # Keys that may change between a run and its resumption without changing the result's meaning.
 RESUMABLE_CHANGES = frozenset(
@@ -109,7 +109,7 @@ class TrainLoopConfig:
             self.mixed_precision in MIXED_PRECISION,
             f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}",
         )
-        check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")
+        check_device_name(self.device)
         check(self.num_workers >= 0, "num_workers must be >= 0")
         self.augmentation()  # range checks of the aug_* keys
 
