@@ -124,7 +124,12 @@ def test_ground_truth_and_localisation_of_the_oracle(evaluated):
     _, t, _ = evaluated
     gt, loc = t["ground_truth"], t["localisation"]
     oracle = dict(method="cfg", subset="lesion images")
-    assert value(gt, metric="pixel_auroc_pooled", **oracle) == pytest.approx(1.0)
+    for pixel_map in ("abs", "removed"):  # the oracle only removes: both maps are exact
+        auroc = value(gt, metric="pixel_auroc_pooled", map=pixel_map, **oracle)
+        assert auroc == pytest.approx(1.0)
+        assert value(loc, method="cfg", map=pixel_map, metric="dice") == pytest.approx(1.0)
+    untouched = value(gt, metric="pixel_auroc_pooled", method="cg", map="abs")
+    assert untouched == pytest.approx(0.5)  # all-zero maps rank nothing
     assert value(gt, metric="lesion_removed_fraction", **oracle) == pytest.approx(1.0)
     assert value(gt, metric="cf_error_inside", **oracle) == pytest.approx(0.0, abs=1e-6)
     assert value(gt, metric="cf_change", method="cfg", subset="normal images") == pytest.approx(
@@ -132,9 +137,9 @@ def test_ground_truth_and_localisation_of_the_oracle(evaluated):
     )
     nothing = dict(method="cg", subset="lesion images")
     assert value(gt, metric="lesion_removed_fraction", **nothing) == pytest.approx(0.0)
-    assert value(loc, method="cfg", metric="pixel_auroc_pooled") == pytest.approx(1.0)
-    assert value(loc, method="cfg", metric="pointing_game") == pytest.approx(1.0)
-    assert value(loc, method="cfg", metric="dice") == pytest.approx(1.0)
+    assert value(loc, method="cfg", map="abs", metric="pixel_auroc_pooled") == pytest.approx(1.0)
+    assert value(loc, method="cfg", map="abs", metric="pointing_game") == pytest.approx(1.0)
+    assert set(gt["map"]) == {"", "abs", "removed"}  # "": the error rows, map-independent
 
 
 def test_severity_table2_spectra_and_summary(evaluated):
@@ -153,6 +158,8 @@ def test_severity_table2_spectra_and_summary(evaluated):
     assert best["setting"].iloc[0].startswith("cfg 1") and best["value"].iloc[0] == 1.0
     markdown = (root / "metrics" / "summary.md").read_text()
     assert "## detection" in markdown and "lesion pixel AUROC" in markdown
+    pixel = summary.set_index("metric").loc["lesion pixel AUROC, best setting"]
+    assert pixel["value"] == 1.0 and pixel["setting"] in ("cfg 1, abs map", "cfg 1, removed map")
     assert t["inversion"].set_index("class_name").loc["all", "psnr_median"] == 40.0
 
 
@@ -204,3 +211,25 @@ def test_smoothed_maps_are_gaussian_filtered_per_image():
     assert view[np.array([0, 2])].max() == 0  # no bleeding between images
     assert view[1].sum() == pytest.approx(1.0, rel=1e-4) and view[1].max() < 0.1
     assert SmoothedView(maps, 0)[1].max() == 1.0
+
+
+def test_removed_map_ignores_density_the_counterfactual_adds():
+    """A counterfactual that removes the lesion and adds as much elsewhere: the |diff| map
+    flags both places, the removed (positive) part only the lesion."""
+    from cxrgen.evaluation.ground_truth import lesion_agreement
+    from cxrgen.evaluation.run import SmoothedView
+
+    lesion, added = np.zeros((4, 16, 16), np.uint8), np.zeros((4, 16, 16), np.float32)
+    lesion[:, 4:8, 2:6] = 1
+    added[:, 4:8, 10:14] = 1
+    diff = 0.4 * lesion - 0.4 * added  # original - counterfactual
+    agreement = {
+        name: lesion_agreement(view, lesion).set_index("metric").loc["pixel_auroc_pooled"]
+        for name, view in (
+            ("abs", SmoothedView(np.abs(diff), 0)),
+            ("removed", SmoothedView(diff, 0, positive_part=True)),
+        )
+    }
+    assert agreement["removed"]["value"] == pytest.approx(1.0)
+    # 16 lesion pixels tie with 16 added ones at the top: AUROC = 1 - 0.5 * 16 / 240
+    assert agreement["abs"]["value"] == pytest.approx(1 - 0.5 * 16 / 240)

@@ -59,37 +59,63 @@ def _masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def ground_truth_table(
-    original: np.ndarray,
-    counterfactual: np.ndarray,
+def _check_shapes(arrays, lesion_masks, name: str = "anomaly maps") -> tuple[int, ...]:
+    if arrays.ndim != 3:
+        raise DataError(f"{name} must be (N, H, W), got shape {arrays.shape}")
+    if lesion_masks.shape != arrays.shape:
+        raise DataError(f"lesion masks have shape {lesion_masks.shape}, the {name} {arrays.shape}")
+    return arrays.shape
+
+
+def lesion_rows(lesion_masks: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Rows whose lesion mask has at least one pixel."""
+    n = len(lesion_masks)
+    has = np.zeros(n, dtype=bool)
+    for start in range(0, n, chunk):
+        part = np.asarray(lesion_masks[start : start + chunk])
+        has[start : start + len(part)] = part.reshape(len(part), -1).any(axis=1)
+    return np.flatnonzero(has)
+
+
+def lesion_agreement(
     anomaly_maps: np.ndarray,
-    healthy: np.ndarray,
     lesion_masks: np.ndarray,
-    is_positive: Sequence[bool],
     chunk: int = 256,
     thresholds: Sequence[float] | None = None,
     max_pixels: int = MAX_POOLED_PIXELS,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Localisation and counterfactual error of (N, H, W) arrays vs the phantoms' ground truth.
-
-    ``original``, ``counterfactual`` and ``healthy`` are float in [0, 1]; ``lesion_masks`` is
-    nonzero on lesion pixels; row i of every array is the same image. See the module docstring.
-    """
+    """Pixel AUROC, pointing game and Dice of the maps vs the true lesion masks (lesion images)."""
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
-    if anomaly_maps.ndim != 3:
-        raise DataError(f"anomaly maps must be (N, H, W), got shape {anomaly_maps.shape}")
-    shape = anomaly_maps.shape
+    _check_shapes(anomaly_maps, lesion_masks)
+
+    def masks_of(rows: np.ndarray) -> np.ndarray:
+        return np.asarray(lesion_masks[rows]) != 0
+
+    rows = lesion_rows(lesion_masks, chunk)
+    table = mask_agreement(anomaly_maps, rows, masks_of, thresholds, chunk, max_pixels, seed)
+    return table.assign(subset=LESION)[list(COLUMNS)]
+
+
+def counterfactual_errors(
+    original: np.ndarray,
+    counterfactual: np.ndarray,
+    healthy: np.ndarray,
+    lesion_masks: np.ndarray,
+    is_positive: Sequence[bool],
+    chunk: int = 256,
+) -> pd.DataFrame:
+    """Error of the counterfactuals against the true healthy images (see the module docstring)."""
+    check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
+    shape = _check_shapes(counterfactual, lesion_masks, "counterfactuals")
     for name, array in (("original", original), ("counterfactual", counterfactual)):
         _float_images(name, array, shape)
     _float_images("healthy", healthy, shape)
-    if lesion_masks.shape != shape:
-        raise DataError(f"lesion masks have shape {lesion_masks.shape}, the anomaly maps {shape}")
     positive = np.asarray(is_positive, dtype=bool)
-    if positive.shape != (len(anomaly_maps),):
-        raise DataError(f"{positive.size} labels for {len(anomaly_maps)} images")
+    if positive.shape != (len(counterfactual),):
+        raise DataError(f"{positive.size} labels for {len(counterfactual)} images")
 
-    n = len(anomaly_maps)
+    n = len(counterfactual)
     has_lesion = np.zeros(n, dtype=bool)
     errors = {k: np.full(n, np.nan) for k in ("cf_in", "cf_out", "orig_in", "orig_out", "change")}
     for start in range(0, n, chunk):
@@ -110,14 +136,7 @@ def ground_truth_table(
         log.warning(
             "%d positive images have an empty lesion mask", int((positive & ~has_lesion).sum())
         )
-
-    def masks_of(rows: np.ndarray) -> np.ndarray:
-        return np.asarray(lesion_masks[rows]) != 0
-
-    lesion_rows = np.flatnonzero(has_lesion)
-    table = mask_agreement(
-        anomaly_maps, lesion_rows, masks_of, thresholds, chunk, max_pixels, seed
-    ).assign(subset=LESION)
+    with_lesion = np.flatnonzero(has_lesion)
 
     def mean(values: np.ndarray, rows: np.ndarray) -> tuple[float, int]:
         kept = values[rows][np.isfinite(values[rows])]
@@ -130,14 +149,36 @@ def ground_truth_table(
         ("original_error_inside", "orig_in"),
         ("original_error_outside", "orig_out"),
     ):
-        rows.append((metric, *mean(errors[key], lesion_rows), LESION, np.nan))
+        rows.append((metric, *mean(errors[key], with_lesion), LESION, np.nan))
     (cf_in, n_in), (orig_in, _) = (
-        mean(errors["cf_in"], lesion_rows),
-        mean(errors["orig_in"], lesion_rows),
+        mean(errors["cf_in"], with_lesion),
+        mean(errors["orig_in"], with_lesion),
     )
     removed = 1.0 - cf_in / orig_in if orig_in > 0 else np.nan
     rows.append(("lesion_removed_fraction", removed, n_in, LESION, np.nan))
     rows.append(("cf_change", *mean(errors["change"], np.flatnonzero(~positive)), NORMAL, np.nan))
-    return pd.concat(
-        [table[list(COLUMNS)], pd.DataFrame(rows, columns=list(COLUMNS))], ignore_index=True
-    )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def ground_truth_table(
+    original: np.ndarray,
+    counterfactual: np.ndarray,
+    anomaly_maps: np.ndarray,
+    healthy: np.ndarray,
+    lesion_masks: np.ndarray,
+    is_positive: Sequence[bool],
+    chunk: int = 256,
+    thresholds: Sequence[float] | None = None,
+    max_pixels: int = MAX_POOLED_PIXELS,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Localisation and counterfactual error of (N, H, W) arrays vs the phantoms' ground truth.
+
+    ``original``, ``counterfactual`` and ``healthy`` are float in [0, 1]; ``lesion_masks`` is
+    nonzero on lesion pixels; row i of every array is the same image. See the module docstring:
+    :func:`lesion_agreement` rows, then :func:`counterfactual_errors` rows.
+    """
+    errors = counterfactual_errors(original, counterfactual, healthy, lesion_masks,
+                                   is_positive, chunk)  # fmt: skip
+    agreement = lesion_agreement(anomaly_maps, lesion_masks, chunk, thresholds, max_pixels, seed)
+    return pd.concat([agreement, errors], ignore_index=True)

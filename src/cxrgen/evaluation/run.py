@@ -8,8 +8,10 @@ and writes to ``out_dir`` (each table has ``method`` and ``scale`` columns where
 * ``detection.parquet``: image-level AUROC / AP with bootstrap 95% intervals per method,
   scale and statistic, beside the guidance classifier's own probability at t = 0 and the
   published unsupervised result on RSNA;
-* ``localisation.parquet``: against the bounding boxes (pixel AUROC, pointing game, Dice);
-* ``ground_truth.parquet``: against the phantoms' exact lesion masks and healthy images;
+* ``localisation.parquet``: against the bounding boxes (pixel AUROC, pointing game, Dice),
+  per anomaly map of ``cfg.pixel_maps`` (column ``map``);
+* ``ground_truth.parquet``: against the phantoms' exact lesion masks (per anomaly map) and
+  healthy images (the counterfactual errors do not depend on a map: ``map`` is "");
 * ``severity.parquet`` + ``severity_predictions.parquet``: cross-validated RALO regression;
 * ``spectra.parquet`` (band energies) + ``spectra_curves.parquet`` (radial power spectra);
 * ``inversion.parquet``: reconstruction fidelity of the inversion;
@@ -43,6 +45,11 @@ from cxrgen.html_tables import write_html_table
 
 log = logging.getLogger(__name__)
 
+# Anomaly maps of the pixel-level metrics: the paper's |original - counterfactual|, and its
+# positive part, the intensity the counterfactual removed (opacities are bright, so removing
+# one darkens the image; a change of the other sign is not a removed lesion).
+PIXEL_MAPS = ("abs", "removed")
+
 STATISTICS = (
     "sum_abs",
     "top_mean_abs",
@@ -65,6 +72,8 @@ class EvaluateConfig:
     pixel AUROC (a seeded subsample above it). map_smoothing: the Gaussian sigma, as a fraction
     of the image width, that smooths the anomaly maps before the pixel-level (localisation and
     ground-truth) metrics (0 = raw maps; the image-level statistics use the raw maps).
+    pixel_maps: the anomaly maps of the pixel-level metrics, any of :data:`PIXEL_MAPS`
+    ('abs' = |original - counterfactual|, 'removed' = max(original - counterfactual, 0)).
     batch_size / device: the classifier pass.
     """
 
@@ -78,6 +87,7 @@ class EvaluateConfig:
     spectra_cutoffs: tuple[float, ...] = (0.1, 0.25, 0.5)
     max_pixels: int = 2_000_000
     map_smoothing: float = 0.03
+    pixel_maps: tuple[str, ...] = PIXEL_MAPS
     batch_size: int = 64
     device: str = "auto"
 
@@ -94,6 +104,11 @@ class EvaluateConfig:
         )
         check(self.max_pixels >= 1000, "max_pixels must be >= 1000")
         check(0 <= self.map_smoothing < 0.5, "map_smoothing must be in [0, 0.5)")
+        unknown = sorted(set(self.pixel_maps) - set(PIXEL_MAPS))
+        check(
+            len(self.pixel_maps) >= 1 and not unknown,
+            f"pixel_maps must be some of {PIXEL_MAPS}, got {list(self.pixel_maps)}",
+        )
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check_device_name(self.device)
 
@@ -124,10 +139,11 @@ class SmoothedView:
     """Anomaly maps smoothed with a Gaussian of ``sigma`` pixels on access (0: unchanged).
 
     scipy.ndimage.gaussian_filter over the two image axes only; reads like a (N, H, W) array.
+    ``positive_part``: clip the values at 0 first (the 'removed' map from the signed diff).
     """
 
-    def __init__(self, maps: np.ndarray, sigma: float):
-        self.maps, self.sigma = maps, float(sigma)
+    def __init__(self, maps: np.ndarray, sigma: float, positive_part: bool = False):
+        self.maps, self.sigma, self.positive_part = maps, float(sigma), positive_part
         self.shape, self.ndim, self.dtype = maps.shape, maps.ndim, np.dtype(np.float32)
 
     def __len__(self) -> int:
@@ -135,6 +151,8 @@ class SmoothedView:
 
     def __getitem__(self, key) -> np.ndarray:
         values = np.asarray(self.maps[key], dtype=np.float32)
+        if self.positive_part:
+            values = np.maximum(values, 0)
         if not self.sigma:
             return values
         sigma = (0,) * (values.ndim - 2) + (self.sigma, self.sigma)
@@ -176,11 +194,24 @@ def load_settings(dirs: list[Path], images: ImageSet) -> list[Setting]:
     return sorted(settings, key=lambda s: (s.method, s.scale))
 
 
-def tagged(table: pd.DataFrame, setting: Setting) -> pd.DataFrame:
+def tagged(table: pd.DataFrame, setting: Setting, pixel_map: str | None = None) -> pd.DataFrame:
+    """``table`` with the setting's method and scale (and the anomaly map) as first columns."""
     table = table.copy()
     table.insert(0, "method", setting.method)
     table.insert(1, "scale", setting.scale)
+    if pixel_map is not None:
+        table.insert(2, "map", pixel_map)
     return table
+
+
+def pixel_map_views(setting: Setting, cfg: EvaluateConfig, width: int) -> dict[str, SmoothedView]:
+    """The smoothed anomaly maps of :data:`PIXEL_MAPS` that ``cfg.pixel_maps`` asks for."""
+    sigma = cfg.map_smoothing * width
+    views = {
+        "abs": lambda: SmoothedView(setting.array("absdiff"), sigma),
+        "removed": lambda: SmoothedView(setting.array("diff"), sigma, positive_part=True),
+    }
+    return {name: views[name]() for name in cfg.pixel_maps}
 
 
 def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: EvaluateConfig):
@@ -259,18 +290,23 @@ def evaluate(
         bar.set_postfix_str(f"{setting.method} {setting.scale:g}")
         absdiff, diff = setting.array("absdiff"), setting.array("diff")
         cf = setting.array("counterfactuals")
-        maps = SmoothedView(absdiff, cfg.map_smoothing * original.shape[-1])
-        if boxes is not None and any(len(localisation.as_boxes(b)) for b in boxes):
-            table = localisation.localisation_table(
-                maps, boxes, max_pixels=cfg.max_pixels, seed=cfg.seed
-            )
-            parts["localisation"].append(tagged(table, setting))
-        if healthy is not None and lesions is not None:
-            table = ground_truth.ground_truth_table(
-                original, cf, maps, healthy, lesions, positive,
-                max_pixels=cfg.max_pixels, seed=cfg.seed,
-            )  # fmt: skip
-            parts["ground_truth"].append(tagged(table, setting))
+        views = pixel_map_views(setting, cfg, original.shape[-1])
+        with_boxes = boxes is not None and any(len(localisation.as_boxes(b)) for b in boxes)
+        with_truth = healthy is not None and lesions is not None
+        if with_truth:
+            table = ground_truth.counterfactual_errors(original, cf, healthy, lesions, positive)
+            parts["ground_truth"].append(tagged(table, setting, ""))
+        for name, maps in views.items():
+            if with_boxes:
+                table = localisation.localisation_table(
+                    maps, boxes, max_pixels=cfg.max_pixels, seed=cfg.seed
+                )
+                parts["localisation"].append(tagged(table, setting, name))
+            if with_truth:
+                table = ground_truth.lesion_agreement(
+                    maps, lesions, max_pixels=cfg.max_pixels, seed=cfg.seed
+                )
+                parts["ground_truth"].append(tagged(table, setting, name))
         if has_targets:
             features = severity.lung_features(diff, absdiff, lungs, cfg.top_fraction)
             table, predictions = severity.severity_cv(
@@ -332,8 +368,9 @@ HTML_TABLES = {
 }
 
 EMPTY_COLUMNS = {
-    "localisation": ["method", "scale", "metric", "value", "n_images", "threshold"],
-    "ground_truth": ["method", "scale", "metric", "value", "n_images", "subset", "threshold"],
+    "localisation": ["method", "scale", "map", "metric", "value", "n_images", "threshold"],
+    "ground_truth": ["method", "scale", "map", "metric", "value", "n_images", "subset",
+                     "threshold"],
     "severity": ["method", "scale", "feature_set", "score", "metric", "value", "n"],
     "severity_predictions": ["method", "scale", "row", "score", "feature_set", "true",
                              "predicted"],

@@ -2,7 +2,8 @@
 
 Rows: section, metric, value, ci_low, ci_high, setting (which method / scale / statistic the
 number belongs to). The best detection setting (highest AUROC) is named, and the
-localisation numbers are those of its method and scale, so the page reads as one result.
+localisation numbers are those of its method and scale (with the anomaly map that localises
+best), so the page reads as one result.
 """
 
 from __future__ import annotations
@@ -58,12 +59,25 @@ def _detection(det: pd.DataFrame) -> tuple[list[dict], pd.Series | None]:
     return rows, best
 
 
-def _pick(table: pd.DataFrame, method, scale, metric, subset=None) -> pd.Series | None:
+def _pick(
+    table: pd.DataFrame, method, scale, metric, subset=None, pixel_map=None
+) -> pd.Series | None:
     sel = table[(table["method"] == method) & (table["scale"] == scale)]
     sel = sel[sel["metric"] == metric]
     if subset is not None:
         sel = sel[sel["subset"] == subset]
+    if pixel_map is not None:
+        sel = sel[sel["map"] == pixel_map]
     return None if sel.empty else sel.iloc[0]
+
+
+def _best(rows: pd.DataFrame) -> pd.Series | None:
+    """The row of the highest value (None when there is none)."""
+    return rows.loc[rows["value"].idxmax()] if rows["value"].notna().any() else None
+
+
+def _map_setting(method, scale, pixel_map) -> str:
+    return f"{setting_name(method, scale)}, {pixel_map} map"
 
 
 def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -71,20 +85,25 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     loc, gt, sev = tables["localisation"], tables["ground_truth"], tables["severity"]
     if best is not None:
         method, scale = best["method"], best["scale"]
-        for metric in ("pixel_auroc_pooled", "pointing_game", "dice"):
-            r = _pick(loc, method, scale, metric)
-            if r is not None:
-                name = setting_name(method, scale)
-                rows.append(_row("localisation (boxes)", metric, r["value"], name))
+        own = loc[(loc["method"] == method) & (loc["scale"] == scale)]
+        top = _best(own[own["metric"] == "pixel_auroc_pooled"])
+        if top is not None:
+            for metric in ("pixel_auroc_pooled", "pointing_game", "dice"):
+                r = _pick(loc, method, scale, metric, pixel_map=top["map"])
+                rows.append(_row("localisation (boxes)", metric, r["value"],
+                                 _map_setting(method, scale, top["map"])))  # fmt: skip
     if not gt.empty:
         aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["subset"] == "lesion images")]
-        if aurocs["value"].notna().any():
-            r = aurocs.loc[aurocs["value"].idxmax()]
-            method, scale = r["method"], r["scale"]
+        r = _best(aurocs)
+        if r is not None:
+            method, scale, pixel_map = r["method"], r["scale"], r["map"]
+            name = _map_setting(method, scale, pixel_map)
             rows.append(_row("ground truth (phantoms)", "lesion pixel AUROC, best setting",
-                             r["value"], setting_name(method, scale)))  # fmt: skip
-            for metric, subset in (("dice", "lesion images"),
-                                   ("lesion_removed_fraction", "lesion images"),
+                             r["value"], name))  # fmt: skip
+            p = _pick(gt, method, scale, "dice", "lesion images", pixel_map)
+            if p is not None:
+                rows.append(_row("ground truth (phantoms)", "dice", p["value"], name))
+            for metric, subset in (("lesion_removed_fraction", "lesion images"),
                                    ("cf_error_outside", "lesion images"),
                                    ("cf_change", "normal images")):  # fmt: skip
                 p = _pick(gt, method, scale, metric, subset)
