@@ -179,6 +179,37 @@ def test_label_dropout_feeds_the_null_class():
         assert loss > 0
 
 
+def test_focus_draws_timesteps_below_the_inversion_depth():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x, t, class_labels):
+            seen.append(t.clone())
+            return type("Out", (), {"sample": x * 0})()
+
+    x0, labels, n = torch.zeros(512, 1, 2, 2), torch.zeros(512, dtype=torch.long), 1000
+    scheduler = DDPMScheduler(num_train_timesteps=n)
+
+    def draw(**focus):
+        ctx = StepContext(
+            0, torch.Generator().manual_seed(0), 512, slice(0, 512), torch.device("cpu")
+        )
+        diffusion_loss(Probe(), x0, labels, ctx, scheduler=scheduler, num_classes=1,
+                       label_dropout=0.1, **focus)  # fmt: skip
+        return seen[-1]
+
+    uniform = draw()
+    assert torch.equal(draw(focus_timesteps=0.3, focus_probability=0.0), uniform)  # no extra draw
+    assert draw(focus_timesteps=0.3, focus_probability=1.0).max() < 300
+    mixed = draw(focus_timesteps=0.3, focus_probability=0.75)
+    low = (mixed < 300).float().mean().item()
+    assert 0.75 + 0.25 * 0.3 - 0.06 < low < 0.75 + 0.25 * 0.3 + 0.06  # 0.825 expected
+    assert mixed.max() >= 300  # the rest still covers the whole schedule
+    assert (uniform < 300).float().mean().item() < 0.4
+    with pytest.raises(ConfigError, match="focus_timesteps"):
+        DiffusionTrainConfig(focus_timesteps=0)
+
+
 def write_store(root, images, labels, splits):
     store, split = root / "store", root / "split"
     store.mkdir(parents=True)

@@ -51,6 +51,11 @@ class DiffusionTrainConfig(TrainLoopConfig):
         noise schedule (epsilon prediction), saved in scheduler/.
     label_dropout: probability that a training label is replaced by the null class K, which
         trains the unconditional model classifier-free guidance needs (0.1-0.2).
+    focus_timesteps / focus_probability: with probability focus_probability a sample's
+        timestep is drawn uniformly below focus_timesteps x T instead of over all T. The
+        counterfactuals only run the model from the inversion depth down, so a small CPU
+        budget is better spent there; the rest of the draws keep the model usable from pure
+        noise (the sample grid). 0 = uniform timesteps (the paper).
     sample_every: also write samples/step-N.png every N steps (0 = only samples.png at the end).
     n_sample_per_class / sample_steps / sample_guidance_scale: the preview grid (DDIM steps,
         classifier-free guidance weight w; 0 = plain conditional).
@@ -71,6 +76,8 @@ class DiffusionTrainConfig(TrainLoopConfig):
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     label_dropout: float = 0.15
+    focus_timesteps: float = 1.0
+    focus_probability: float = 0.0
     sample_every: int = 0
     n_sample_per_class: int = 8
     sample_steps: int = 50
@@ -82,6 +89,14 @@ class DiffusionTrainConfig(TrainLoopConfig):
         check(
             0 <= self.label_dropout < 1,
             f"label_dropout must be in [0, 1), got {self.label_dropout}",
+        )
+        check(
+            0 < self.focus_timesteps <= 1,
+            f"focus_timesteps is a fraction of the timesteps in (0, 1], got {self.focus_timesteps}",
+        )
+        check(
+            0 <= self.focus_probability <= 1,
+            f"focus_probability must be in [0, 1], got {self.focus_probability}",
         )
         check(self.sample_every >= 0, "sample_every must be >= 0 (0 = only at the end)")
         check(self.n_sample_per_class >= 1, "n_sample_per_class must be >= 1")
@@ -101,9 +116,19 @@ def diffusion_loss(
     scheduler: DDPMScheduler,
     num_classes: int,
     label_dropout: float,
+    focus_timesteps: float = 1.0,
+    focus_probability: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Epsilon-prediction MSE at uniform t, labels dropped to the null class K with p."""
-    t = ctx.randint(scheduler.config.num_train_timesteps)
+    """Epsilon-prediction MSE, labels dropped to the null class K with p.
+
+    t is uniform over the schedule, or with ``focus_probability`` uniform below
+    ``focus_timesteps`` x T (no extra random draws when focus_probability is 0).
+    """
+    n_steps = scheduler.config.num_train_timesteps
+    t = ctx.randint(n_steps)
+    if focus_probability > 0:
+        low = ctx.randint(max(1, round(focus_timesteps * n_steps)))
+        t = torch.where(ctx.rand() < focus_probability, low, t)
     noise = ctx.randn(*x0.shape[1:]).to(x0.dtype)
     drop = ctx.rand() < label_dropout
     labels = torch.where(drop, torch.full_like(labels, num_classes), labels)
@@ -178,7 +203,12 @@ def train_diffusion(
             ),
         )
     loss_fn = functools.partial(
-        diffusion_loss, scheduler=scheduler, num_classes=k, label_dropout=cfg.label_dropout
+        diffusion_loss,
+        scheduler=scheduler,
+        num_classes=k,
+        label_dropout=cfg.label_dropout,
+        focus_timesteps=cfg.focus_timesteps,
+        focus_probability=cfg.focus_probability,
     )
     outcome = run_training(
         unet,
