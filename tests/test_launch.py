@@ -5,7 +5,7 @@ import pytest
 from synthetic_store import make_store
 
 from cxrgen import io
-from cxrgen.diffusion.train import DiffusionTrainConfig
+from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
 from cxrgen.errors import CxrgenError
 from cxrgen.training.launch import launch_command, run_launched
 
@@ -28,6 +28,24 @@ def test_two_processes_train_and_write_the_model(tmp_path):
     assert pd.read_parquet(out / "loss.parquet")["step"].max() == 4
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").exists()
     assert sorted(p.name for p in ckpt.glob("step-*.pt"))  # checkpoints where asked
+
+
+def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, caplog):
+    """A job killed on two GPUs can go on where one is free: the checkpoint holds the global
+    batch position, so the data order and history continue (dropout draws are per process,
+    so the weights are not those of a two-process run to the bit)."""
+    store, split = make_store(tmp_path / "data", n=16, size=16, n_valid=4)
+    cfg, ckpt = DiffusionTrainConfig(**TINY), tmp_path / "ckpt"
+    run_launched("train-diffusion", store, split, tmp_path / "two", cfg, 2, ckpt, cpu=True)
+    (ckpt / "step-00000004.pt").unlink()  # killed after the step-2 checkpoint
+    two = pd.read_parquet(tmp_path / "two" / "loss.parquet")
+    with caplog.at_level("INFO", logger="cxrgen"):
+        history = train_diffusion(store, split, tmp_path / "one", cfg, False, ckpt)
+    assert "resuming from step 2" in caplog.text
+    assert history["step"].tolist() == [1, 2, 3, 4]
+    pd.testing.assert_frame_equal(history.iloc[:2], two.iloc[:2])  # the two-process steps
+    assert io.read_json(tmp_path / "one" / "provenance.json")["processes"] == 1
+    assert (tmp_path / "one" / "unet" / "diffusion_pytorch_model.safetensors").exists()
 
 
 def test_a_failing_launch_is_an_error(tmp_path):
