@@ -55,7 +55,7 @@ class DiffusionTrainConfig(TrainLoopConfig):
         timestep is drawn uniformly below focus_timesteps x T instead of over all T. The
         counterfactuals only run the model from the inversion depth down, so a small CPU
         budget is better spent there; the rest of the draws keep the model usable from pure
-        noise (the sample grid). 0 = uniform timesteps (the paper).
+        noise (the sample grid). focus_probability 0 = uniform timesteps (the paper).
     sample_every: also write samples/step-N.png every N steps (0 = only samples.png at the end).
     n_sample_per_class / sample_steps / sample_guidance_scale: the preview grid (DDIM steps,
         classifier-free guidance weight w; 0 = plain conditional).
