@@ -260,3 +260,24 @@ def test_severity_cv_clips_to_the_score_range():
     assert right.loc[0, "predicted"] == 4.0
     total = preds[preds.score == "extent_total"]
     assert total["predicted"].between(0, 8).all() and total["predicted"].max() > 4
+
+
+def test_rank_table_reads_the_scores_off_one_feature_without_a_fit():
+    from cxrgen.evaluation.severity import RANK_FEATURE_SET, rank_table
+
+    rng = np.random.default_rng(5)
+    right, left = rng.integers(0, 5, 40).astype(float), rng.integers(0, 5, 40).astype(float)
+    features = pd.DataFrame({"right_sum_removed": 3 * right, "left_sum_removed": 3 * left + 0.5})
+    targets = pd.DataFrame({"extent_right": right, "extent_left": left,
+                            "extent_total": right + left})  # fmt: skip
+    targets.loc[0, "extent_total"] = np.nan  # left out of that score only
+    table = rank_table(features, targets).set_index("score")
+    assert set(table["feature_set"]) == {RANK_FEATURE_SET} and set(table["metric"]) == {"spearman"}
+    for score in ("extent_right", "extent_left", "extent_total"):  # monotone: rho exactly 1
+        assert table.loc[score, "value"] == pytest.approx(1.0)
+    assert table.loc["extent_total", "n"] == 39 and table.loc["extent_right", "n"] == 40
+    # a per-image column counts for both lungs; the wrong lung ranks nothing
+    probs = pd.DataFrame({"p_positive": right})
+    per_image = rank_table(probs, targets, "p_positive", "classifier probability, no fit")
+    rho = per_image.set_index("score")["value"]
+    assert rho["extent_right"] == pytest.approx(1.0) and abs(rho["extent_left"]) < 0.4

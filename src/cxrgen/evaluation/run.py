@@ -12,7 +12,8 @@ and writes to ``out_dir`` (each table has ``method`` and ``scale`` columns where
   per anomaly map of ``cfg.pixel_maps`` (column ``map``);
 * ``ground_truth.parquet``: against the phantoms' exact lesion masks (per anomaly map) and
   healthy images (the counterfactual errors do not depend on a map: ``map`` is "");
-* ``severity.parquet`` + ``severity_predictions.parquet``: cross-validated RALO regression;
+* ``severity.parquet`` + ``severity_predictions.parquet``: cross-validated RALO regression,
+  and the fit-free rank correlation of the removed intensity per lung;
 * ``spectra.parquet`` (band energies) + ``spectra_curves.parquet`` (radial power spectra);
 * ``inversion.parquet``: reconstruction fidelity of the inversion;
 * ``classifier.parquet``: the classifier's p(positive) per image (t = 0);
@@ -314,6 +315,7 @@ def evaluate(
                 cfg.severity_folds, cfg.seed,
             )  # fmt: skip
             parts["severity"].append(tagged(table, setting))
+            parts["severity"].append(tagged(severity.rank_table(features, targets), setting))
             parts["severity_predictions"].append(tagged(predictions, setting))
         table = spectra.band_energy_table(original, cf, cfg.spectra_cutoffs, labels=labels)
         parts["spectra"].append(tagged(table, setting))
@@ -325,6 +327,8 @@ def evaluate(
         )  # fmt: skip
         baseline = Setting("classifier", np.nan, latents_dir, pd.DataFrame())
         parts["severity"].append(tagged(table, baseline))
+        ranks = severity.rank_table(probs, targets, "p_positive", "classifier probability, no fit")
+        parts["severity"].append(tagged(ranks, baseline))
         parts["severity_predictions"].append(tagged(predictions, baseline))
     for name, frames in parts.items():
         tables[name] = pd.concat(frames, ignore_index=True) if frames else empty(name)

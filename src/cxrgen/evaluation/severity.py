@@ -5,6 +5,9 @@ its size per lung should rank the radiologists' RALO extent and opacity scores (
 0-8 in total). ``lung_features`` reduces the difference maps to a few numbers per lung and
 ``severity_cv`` regresses each score on them with patient-grouped cross-validation, next to a
 baseline that sees only the image classifier's probability of the positive class.
+``rank_table`` adds the fit-free reading: how well one feature of the map, as it is, ranks
+the scores (a regression fitted per fold on a few dozen images scrambles part of the ranks
+its features carry).
 
 Lung sides follow the radiological convention: in a PA radiograph the patient's right lung
 appears on the IMAGE LEFT. Lung masks use labels 1 = right lung and 2 = left lung; where an
@@ -202,3 +205,35 @@ def severity_cv(
         pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(columns=columns)
     )
     return pd.DataFrame(table), preds
+
+
+RANK_FEATURE = "sum_removed"
+RANK_FEATURE_SET = "sum_removed per lung, no fit"
+
+
+def rank_table(
+    features: pd.DataFrame,
+    targets: pd.DataFrame,
+    feature: str = RANK_FEATURE,
+    name: str = RANK_FEATURE_SET,
+) -> pd.DataFrame:
+    """Spearman's rho of one feature with each RALO score, without a fit.
+
+    A per-lung feature (``{side}_{feature}`` columns, default ``sum_removed``: the intensity
+    the counterfactual took away inside the lung) gives the lung's own value for a per-lung
+    score and the sum over both lungs for a total; a per-image column (``p_positive``) is
+    used as it is. Rows with a NaN target or feature are left out. Long format as
+    :func:`severity_cv`'s table (feature_set ``name``, metric ``spearman``).
+    """
+    if len(features) != len(targets):
+        raise DataError(f"{len(features)} feature rows but {len(targets)} target rows")
+    table = []
+    for score in (s for s in SCORES if s in targets):
+        columns = _columns(features, [feature], SCORES[score][0])
+        x = features[columns].to_numpy(dtype=np.float64).sum(axis=1)
+        y = targets[score].to_numpy(dtype=np.float64)
+        keep = np.isfinite(x) & np.isfinite(y)
+        n = int(keep.sum())
+        rho = _spearman(x[keep], y[keep]) if n >= MIN_ROWS else np.nan
+        table.append(dict(feature_set=name, score=score, metric="spearman", value=rho, n=n))
+    return pd.DataFrame(table, columns=["feature_set", "score", "metric", "value", "n"])

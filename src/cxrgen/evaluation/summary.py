@@ -114,14 +114,16 @@ def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         rho = sev[sev["metric"] == "spearman"]
         for score in ("extent_total", "opacity_total"):
             per = rho[rho["score"] == score]
-            maps = per[per["feature_set"] == "anomaly map"]
+            baseline = per["feature_set"].str.startswith("classifier probability")
+            maps = per[~baseline]
             if maps["value"].notna().any():
                 r = maps.loc[maps["value"].idxmax()]
+                name = f"{setting_name(r['method'], r['scale'])}, {r['feature_set']}"
                 rows.append(_row("severity", f"Spearman {score}, best anomaly map", r["value"],
-                                 setting_name(r["method"], r["scale"])))  # fmt: skip
-            for _, r in per[per["feature_set"] == "classifier probability"].iterrows():
+                                 name))  # fmt: skip
+            for _, r in per[baseline].iterrows():
                 rows.append(_row("severity", f"Spearman {score}, classifier baseline",
-                                 r["value"], "classifier"))  # fmt: skip
+                                 r["value"], r["feature_set"]))  # fmt: skip
     inv = tables["inversion"]
     overall = inv[inv["class_name"] == "all"]
     if not overall.empty:
