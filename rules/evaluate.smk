@@ -24,6 +24,7 @@ rule evaluate:
                 f"evaluation/{m}.py"
                 for m in (
                     "run",
+                    "inputs",
                     "summary",
                     "detection",
                     "localisation",
@@ -77,6 +78,7 @@ rule evaluation_figures:
             "evaluation/metric_plots.py",
             "evaluation/gradcam.py",
             "evaluation/make_figures.py",
+            "evaluation/inputs.py",
         ),
     output:
         **{

@@ -206,7 +206,7 @@ def test_cli_evaluates_and_draws_the_figures(tmp_path):
 def test_smoothed_maps_are_gaussian_filtered_per_image():
     from scipy.ndimage import gaussian_filter
 
-    from cxrgen.evaluation.run import SmoothedView
+    from cxrgen.evaluation.inputs import SmoothedView
 
     maps = np.zeros((3, 16, 16), np.float32)
     maps[1, 8, 8] = 1.0
@@ -221,7 +221,7 @@ def test_removed_map_ignores_density_the_counterfactual_adds():
     """A counterfactual that removes the lesion and adds as much elsewhere: the |diff| map
     flags both places, the removed (positive) part only the lesion."""
     from cxrgen.evaluation.ground_truth import lesion_agreement
-    from cxrgen.evaluation.run import SmoothedView
+    from cxrgen.evaluation.inputs import SmoothedView
 
     lesion, added = np.zeros((4, 16, 16), np.uint8), np.zeros((4, 16, 16), np.float32)
     lesion[:, 4:8, 2:6] = 1

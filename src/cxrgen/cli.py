@@ -193,6 +193,17 @@ def cmd_run_summary(args: argparse.Namespace) -> None:
     run_summary(pairs(args.evaluation), pairs(args.gan_metrics), args.output)
 
 
+def add_evaluation_inputs(p: argparse.ArgumentParser, classifier_help: str) -> None:
+    """The inputs the evaluate and figures commands share."""
+    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
+    p.add_argument(
+        "--counterfactuals", required=True, type=Path, nargs="+",
+        help="counterfactual folders, or a folder above them (every scores.parquet below)",
+    )  # fmt: skip
+    p.add_argument("--store", required=True, type=Path)
+    p.add_argument("--classifier", type=Path, help=classifier_help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -277,13 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cxrgen.evaluation.run import EvaluateConfig
 
     p = sub.add_parser("evaluate", help="metrics of the counterfactuals of every method / scale")
-    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
-    p.add_argument(
-        "--counterfactuals", required=True, type=Path, nargs="+",
-        help="counterfactual folders, or a folder above them (every scores.parquet below)",
-    )  # fmt: skip
-    p.add_argument("--store", required=True, type=Path)
-    p.add_argument("--classifier", type=Path, help="guidance classifier folder (reference row)")
+    add_evaluation_inputs(p, "guidance classifier folder (reference row)")
     p.add_argument("--output", required=True, type=Path, help="metrics folder to write")
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
@@ -291,11 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     from cxrgen.evaluation.make_figures import FiguresConfig
 
     p = sub.add_parser("figures", help="Fig. 3 / Fig. 4 / ROC / severity / Grad-CAM figures")
-    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
-    p.add_argument("--counterfactuals", required=True, type=Path, nargs="+")
-    p.add_argument("--store", required=True, type=Path)
+    add_evaluation_inputs(p, "guidance classifier folder (Grad-CAM)")
     p.add_argument("--metrics", required=True, type=Path, help="tables of the evaluate stage")
-    p.add_argument("--classifier", type=Path, help="guidance classifier folder (Grad-CAM)")
     p.add_argument("--output", required=True, type=Path, help="figure folder to write")
     add_config_flags(p, FiguresConfig)
     p.set_defaults(func=cmd_figures)

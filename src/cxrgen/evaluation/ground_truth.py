@@ -84,15 +84,19 @@ def lesion_agreement(
     thresholds: Sequence[float] | None = None,
     max_pixels: int = MAX_POOLED_PIXELS,
     seed: int = 0,
+    rows: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Pixel AUROC, pointing game and Dice of the maps vs the true lesion masks (lesion images)."""
+    """Pixel AUROC, pointing game and Dice of the maps vs the true lesion masks (lesion images).
+
+    ``rows``: the lesion images (:func:`lesion_rows`), when the caller has them already.
+    """
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
     _check_shapes(anomaly_maps, lesion_masks)
 
     def masks_of(rows: np.ndarray) -> np.ndarray:
         return np.asarray(lesion_masks[rows]) != 0
 
-    rows = lesion_rows(lesion_masks, chunk)
+    rows = lesion_rows(lesion_masks, chunk) if rows is None else rows
     table = mask_agreement(anomaly_maps, rows, masks_of, thresholds, chunk, max_pixels, seed)
     return table.assign(subset=LESION)[list(COLUMNS)]
 

@@ -31,7 +31,7 @@ from cxrgen.counterfactual.invert import inverted_set
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import best_setting
-from cxrgen.evaluation.run import Setting, load_settings, store_view
+from cxrgen.evaluation.inputs import Setting, load_settings, store_view
 
 log = logging.getLogger(__name__)
 

@@ -32,24 +32,24 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.ndimage import gaussian_filter
 from tqdm.auto import tqdm
 
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import ImageSet, inverted_set
 from cxrgen.devices import check_device_name, resolve_device
-from cxrgen.errors import DataError
 from cxrgen.evaluation import detection, ground_truth, localisation, severity, spectra
+from cxrgen.evaluation.inputs import (
+    PIXEL_MAPS,
+    Setting,
+    load_settings,
+    pixel_map_views,
+    store_view,
+)
 from cxrgen.evaluation.summary import summary_table, write_summary_markdown
 from cxrgen.html_tables import write_html_table
 
 log = logging.getLogger(__name__)
-
-# Anomaly maps of the pixel-level metrics: the paper's |original - counterfactual|, and its
-# positive part, the intensity the counterfactual removed (opacities are bright, so removing
-# one darkens the image; a change of the other sign is not a removed lesion).
-PIXEL_MAPS = ("abs", "removed")
 
 STATISTICS = (
     "sum_abs",
@@ -88,7 +88,7 @@ class EvaluateConfig:
     spectra_cutoffs: tuple[float, ...] = (0.1, 0.25, 0.5)
     max_pixels: int = 2_000_000
     map_smoothing: float = 0.03
-    pixel_maps: tuple[str, ...] = PIXEL_MAPS
+    pixel_maps: tuple[str, ...] = tuple(PIXEL_MAPS)
     batch_size: int = 64
     device: str = "auto"
 
@@ -108,91 +108,10 @@ class EvaluateConfig:
         unknown = sorted(set(self.pixel_maps) - set(PIXEL_MAPS))
         check(
             len(self.pixel_maps) >= 1 and not unknown,
-            f"pixel_maps must be some of {PIXEL_MAPS}, got {list(self.pixel_maps)}",
+            f"pixel_maps must be some of {list(PIXEL_MAPS)}, got {list(self.pixel_maps)}",
         )
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check_device_name(self.device)
-
-
-class RowView:
-    """Rows of a store array in the order of the inverted images, read lazily.
-
-    Supports what the metric functions use: ``len``, ``shape``, ``ndim``, ``dtype`` and
-    indexing by a slice or an array of positions. ``scale`` divides integer images into
-    float32 [0, 1].
-    """
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray, scale: float | None = None):
-        self.array, self.rows, self.scale = array, np.asarray(rows, dtype=np.int64), scale
-        self.shape = (len(self.rows), *array.shape[1:])
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32) if scale else array.dtype
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key) -> np.ndarray:
-        values = np.asarray(self.array[self.rows[key]])
-        return values.astype(np.float32) / np.float32(self.scale) if self.scale else values
-
-
-class SmoothedView:
-    """Anomaly maps smoothed with a Gaussian of ``sigma`` pixels on access (0: unchanged).
-
-    scipy.ndimage.gaussian_filter over the two image axes only; reads like a (N, H, W) array.
-    ``positive_part``: clip the values at 0 first (the 'removed' map from the signed diff).
-    """
-
-    def __init__(self, maps: np.ndarray, sigma: float, positive_part: bool = False):
-        self.maps, self.sigma, self.positive_part = maps, float(sigma), positive_part
-        self.shape, self.ndim, self.dtype = maps.shape, maps.ndim, np.dtype(np.float32)
-
-    def __len__(self) -> int:
-        return len(self.maps)
-
-    def __getitem__(self, key) -> np.ndarray:
-        values = np.asarray(self.maps[key], dtype=np.float32)
-        if self.positive_part:
-            values = np.maximum(values, 0)
-        if not self.sigma:
-            return values
-        sigma = (0,) * (values.ndim - 2) + (self.sigma, self.sigma)
-        return gaussian_filter(values, sigma, mode="nearest")
-
-
-def store_view(images: ImageSet, name: str) -> RowView | None:
-    """A store array (``images``, ``healthy``, ``lesion_masks``, ...) in latent order, or None."""
-    if not images.has(name):
-        return None
-    array = np.load(images.store_dir / f"{name}.npy", mmap_mode="r")
-    scale = None
-    if name in ("images", "healthy"):
-        scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
-    return RowView(array, images.table["store_row"].to_numpy(), scale)
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One method and scale: its folder, scores and arrays (memory-mapped)."""
-
-    method: str
-    scale: float
-    folder: Path
-    scores: pd.DataFrame
-
-    def array(self, name: str) -> np.ndarray:
-        return np.load(self.folder / f"{name}.npy", mmap_mode="r")
-
-
-def load_settings(dirs: list[Path], images: ImageSet) -> list[Setting]:
-    settings = []
-    for folder in dirs:
-        scores = pd.read_parquet(folder / "scores.parquet")
-        if scores["image_id"].tolist() != images.table["image_id"].tolist():
-            raise DataError(f"{folder} was made from another inversion: re-run counterfactual")
-        method, scale = str(scores["method"].iloc[0]), float(scores["scale"].iloc[0])
-        settings.append(Setting(method, scale, folder, scores))
-    return sorted(settings, key=lambda s: (s.method, s.scale))
 
 
 def tagged(table: pd.DataFrame, setting: Setting, pixel_map: str | None = None) -> pd.DataFrame:
@@ -203,16 +122,6 @@ def tagged(table: pd.DataFrame, setting: Setting, pixel_map: str | None = None) 
     if pixel_map is not None:
         table.insert(2, "map", pixel_map)
     return table
-
-
-def pixel_map_views(setting: Setting, cfg: EvaluateConfig, width: int) -> dict[str, SmoothedView]:
-    """The smoothed anomaly maps of :data:`PIXEL_MAPS` that ``cfg.pixel_maps`` asks for."""
-    sigma = cfg.map_smoothing * width
-    views = {
-        "abs": lambda: SmoothedView(setting.array("absdiff"), sigma),
-        "removed": lambda: SmoothedView(setting.array("diff"), sigma, positive_part=True),
-    }
-    return {name: views[name]() for name in cfg.pixel_maps}
 
 
 def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: EvaluateConfig):
@@ -282,6 +191,8 @@ def evaluate(
     has_targets = not targets.empty and targets.notna().any().any()
     groups = images.table["patient_id"].to_numpy()
 
+    with_truth = healthy is not None and lesions is not None
+    with_lesion = ground_truth.lesion_rows(lesions) if with_truth else None
     parts: dict[str, list[pd.DataFrame]] = {
         k: [] for k in ("localisation", "ground_truth", "severity", "severity_predictions",
                         "spectra", "spectra_curves")
@@ -291,9 +202,8 @@ def evaluate(
         bar.set_postfix_str(f"{setting.method} {setting.scale:g}")
         absdiff, diff = setting.array("absdiff"), setting.array("diff")
         cf = setting.array("counterfactuals")
-        views = pixel_map_views(setting, cfg, original.shape[-1])
+        views = pixel_map_views(setting, cfg.pixel_maps, cfg.map_smoothing * original.shape[-1])
         with_boxes = boxes is not None and any(len(localisation.as_boxes(b)) for b in boxes)
-        with_truth = healthy is not None and lesions is not None
         if with_truth:
             table = ground_truth.counterfactual_errors(original, cf, healthy, lesions, positive)
             parts["ground_truth"].append(tagged(table, setting, ""))
@@ -305,7 +215,7 @@ def evaluate(
                 parts["localisation"].append(tagged(table, setting, name))
             if with_truth:
                 table = ground_truth.lesion_agreement(
-                    maps, lesions, max_pixels=cfg.max_pixels, seed=cfg.seed
+                    maps, lesions, max_pixels=cfg.max_pixels, seed=cfg.seed, rows=with_lesion
                 )
                 parts["ground_truth"].append(tagged(table, setting, name))
         if has_targets:
