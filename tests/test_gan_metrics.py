@@ -1,6 +1,8 @@
 """FID / LPIPS: pytorch-fid's distance on known Gaussians, aggregation, the real InceptionV3 and
-lpips code paths with seeded random weights, offline weight lookup and the optional path."""
+lpips code paths with seeded random weights, the StarGAN v2 protocol (torchvision Inception),
+offline weight lookup, the optional path, the network column and the paper's protocol match."""
 
+import logging
 import math
 
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 import torch
 import torchvision
 from gan_store import DOMAINS3, make_domain_store
+from PIL import Image
 from pytorch_fid import inception as pf
 from pytorch_fid.fid_score import calculate_frechet_distance
 
@@ -17,21 +20,31 @@ from cxrgen.classifier.model import NoiseAwareClassifier, save_classifier
 from cxrgen.data.classes import write_classes
 from cxrgen.metrics import weights
 from cxrgen.metrics.fid import (
+    PYTORCH_FID_NETWORK,
+    STARGAN_V2_NETWORK,
     ClassifierFeatures,
+    ImageNetInceptionFeatures,
     InceptionFeatures,
     Stats,
     frechet_distance,
     gaussian_stats,
 )
-from cxrgen.metrics.gan_eval import GANEvalConfig, add_means, evaluate_gan, frechet_rows
-from cxrgen.metrics.lpips_diversity import PairwiseLPIPS
-from cxrgen.metrics.paper import paper_domain
+from cxrgen.metrics.gan_eval import (
+    COLUMNS,
+    GANEvalConfig,
+    add_means,
+    evaluate_gan,
+    frechet_rows,
+    network_of,
+)
+from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK, PairwiseLPIPS
+from cxrgen.metrics.paper import PAPER_PER_DOMAIN, _paper_cells, paper_comparison, paper_domain
 
 SIZE = 16
-pytestmark = pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning")
-
-
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:The `disp` argument:DeprecationWarning"),
+    pytest.mark.usefixtures("one_torch_thread"),
+]
 
 
 @pytest.fixture
@@ -85,8 +98,9 @@ def test_per_task_and_per_target_aggregation():
         offset += 40
     table = pd.DataFrame(
         frechet_rows("fid", "m", groups, lambda r: features[r[0]], real_stats, real_all)
-    )
+    ).assign(network="net")
     table = add_means(table)
+    assert set(table["network"]) == {"net"}  # means keep the network of their tasks
 
     def pick(mode, source, target):
         keep = (table["mode"] == mode) & (table["source"] == source) & (table["target"] == target)
@@ -130,6 +144,177 @@ def test_real_inception_and_lpips_code_paths_with_random_weights():
     assert value > 0 and math.isfinite(value)
     assert diversity(torch.full((3, 1, SIZE, SIZE), 0.5)) == pytest.approx(0, abs=1e-7)
     assert math.isnan(diversity(torch.rand(1, 1, SIZE, SIZE)))
+
+
+class InputRecorder(torch.nn.Module):
+    """A stand-in network: keeps its input, returns the per-channel means as 'features'."""
+
+    def forward(self, x):
+        self.seen = x
+        return x.mean(dim=(2, 3))
+
+
+def test_stargan_v2_input_is_imagenet_normalised_299_rgb():
+    stub = InputRecorder()
+    extractor = ImageNetInceptionFeatures(stub, torch.device("cpu"))
+    feats = extractor(torch.full((2, 1, 5, 7), 0.5))
+    assert stub.seen.shape == (2, 3, 299, 299)
+    # by hand: (0.5 - ImageNet mean) / ImageNet std, per channel
+    by_hand = [(0.5 - 0.485) / 0.229, (0.5 - 0.456) / 0.224, (0.5 - 0.406) / 0.225]
+    np.testing.assert_allclose(feats, [by_hand, by_hand], rtol=1e-5)
+    np.testing.assert_allclose(stub.seen[0, :, 100, 200].numpy(), by_hand, rtol=1e-5)
+    # the eval transform of StarGAN v2 (PIL resize to 299, ToTensor, Normalize) on uint8 images,
+    # up- and downsampled: equal up to PIL's rounding to whole grey levels
+    rng = np.random.default_rng(0)
+    pil_like = torchvision.transforms.Compose(
+        [
+            torchvision.transforms.Resize([299, 299]),
+            torchvision.transforms.ToTensor(),
+            torchvision.transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
+    one_level = 1 / 255 / 0.224
+    for size in (37, 400):
+        image = rng.integers(0, 256, (size, size)).astype(np.uint8)
+        expected = pil_like(Image.fromarray(image).convert("RGB"))
+        extractor(torch.from_numpy(image / 255.0).float()[None, None])
+        diff = (stub.seen[0] - expected).abs()
+        assert diff.max() < 1.5 * one_level and diff.mean() < 0.5 * one_level
+
+
+def stargan_v2_blocks(net):
+    """StarGAN v2's metrics/fid.py wrapper, rebuilt from torchvision's modules."""
+    pool = torch.nn.MaxPool2d(kernel_size=3, stride=2)
+    return [
+        torch.nn.Sequential(net.Conv2d_1a_3x3, net.Conv2d_2a_3x3, net.Conv2d_2b_3x3, pool),
+        torch.nn.Sequential(net.Conv2d_3b_1x1, net.Conv2d_4a_3x3, pool),
+        torch.nn.Sequential(
+            net.Mixed_5b,
+            net.Mixed_5c,
+            net.Mixed_5d,
+            net.Mixed_6a,
+            net.Mixed_6b,
+            net.Mixed_6c,
+            net.Mixed_6d,
+            net.Mixed_6e,
+        ),  # fmt: skip
+        torch.nn.Sequential(
+            net.Mixed_7a, net.Mixed_7b, net.Mixed_7c, torch.nn.AdaptiveAvgPool2d((1, 1))
+        ),
+    ]
+
+
+def test_torchvision_inception_features_are_stargan_v2s_blocks():
+    net = weights.build_torchvision_inception(random_init=True, seed=2)
+    again = weights.build_torchvision_inception(random_init=True, seed=2)
+    for p, q in zip(net.parameters(), again.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert net.transform_input is False and net.AuxLogits is None
+    extractor = ImageNetInceptionFeatures(net, torch.device("cpu"))
+    x = torch.rand(2, 1, SIZE, SIZE)
+    feats = extractor(x)
+    assert feats.shape == (2, 2048) and feats.std() > 0.1
+    with torch.no_grad():
+        h = extractor.prepare(x)
+        outs = []
+        for block in stargan_v2_blocks(net):
+            h = block(h)
+            outs.append(h)
+    np.testing.assert_allclose(feats, outs[-1].flatten(1).double().numpy(), rtol=1e-4, atol=1e-5)
+    for dims, out in zip((64, 192, 768), outs[:3], strict=True):  # earlier blocks, space-averaged
+        got = ImageNetInceptionFeatures(net, torch.device("cpu"), dims)(x)
+        np.testing.assert_allclose(got, out.mean(dim=(2, 3)).double().numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_torchvision_inception_file_is_found_in_the_hub_cache(empty_torch_home):
+    folder = empty_torch_home / "hub" / "checkpoints"
+    with pytest.raises(weights.WeightsMissing) as err:
+        weights.build_torchvision_inception()
+    assert weights.TV_INCEPTION_FILE == "inception_v3_google-0cc3c7bd.pth"
+    assert weights.TV_INCEPTION_FILE in str(err.value) and str(folder) in str(err.value)
+    folder.mkdir(parents=True)
+    torch.manual_seed(4)  # a full torchvision checkpoint, auxiliary head and fc included
+    saved = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=True)
+    torch.save(saved.state_dict(), folder / weights.TV_INCEPTION_FILE)
+    net = weights.build_torchvision_inception()
+    assert torch.equal(net.Conv2d_1a_3x3.conv.weight, saved.Conv2d_1a_3x3.conv.weight)
+    assert torch.equal(net.Mixed_7c.branch_pool.conv.weight, saved.Mixed_7c.branch_pool.conv.weight)
+    assert torch.equal(
+        net.Mixed_7c.branch_pool.bn.running_var, saved.Mixed_7c.branch_pool.bn.running_var
+    )
+    assert isinstance(net.fc, torch.nn.Identity) and net.transform_input is False
+
+
+def test_network_names_per_metric():
+    full = GANEvalConfig(fid_dims=2048, cxr_timestep=3)
+    assert [network_of(m, full) for m in ("fid", "fid_stargan_v2", "fid_cxr", "lpips")] == [
+        PYTORCH_FID_NETWORK,
+        STARGAN_V2_NETWORK,
+        "cxrgen noise-aware classifier (penultimate features, t=3)",
+        LPIPS_NETWORK,
+    ]
+    small = GANEvalConfig(fid_dims=768)
+    assert network_of("fid", small) == "pytorch-fid InceptionV3 (TF FID weights, 768-d block)"
+    assert network_of("fid_stargan_v2", small) != STARGAN_V2_NETWORK
+    assert "768-d" in network_of("fid_stargan_v2", small)
+
+
+def results_table(value_of) -> pd.DataFrame:
+    """Every metric in every protocol, per-target means and tasks, latent and reference."""
+    rows = []
+    for metric, network in (
+        ("fid", PYTORCH_FID_NETWORK),
+        ("fid_stargan_v2", STARGAN_V2_NETWORK),
+        ("fid_stargan_v2", "torchvision inception_v3 (ImageNet, 64-d block: not the protocol)"),
+        ("fid_cxr", "cxrgen noise-aware classifier (penultimate features, t=0)"),
+        ("lpips", LPIPS_NETWORK),
+    ):
+        for mode in ("latent", "reference"):
+            for source in (*DOMAINS3, "mean"):
+                for target in (*DOMAINS3, "mean"):
+                    if source != target:
+                        v = value_of(metric, network, mode, source, target)
+                        rows.append((metric, network, "stargan", mode, source, target, v, 4, "ok"))
+        if metric != "lpips":
+            for target in (*DOMAINS3, "all"):
+                v = value_of(metric, network, "sample", "-", target)
+                rows.append((metric, network, "dcgan", "sample", "-", target, v, 4, "ok"))
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def test_paper_values_only_beside_rows_of_the_same_protocol():
+    codes = {}
+    table = results_table(lambda *key: codes.setdefault(key, float(len(codes))))
+    matched = paper_comparison(table)
+    assert len(matched) == 7  # 3 targets x (FID, LPIPS) + the DCGAN baseline
+    assert set(zip(matched["metric"], matched["network"], strict=True)) == {
+        ("fid_stargan_v2", STARGAN_V2_NETWORK), ("lpips", LPIPS_NETWORK)
+    }  # fmt: skip
+    stargan = matched[matched["model"] == "stargan"]
+    assert set(stargan["mode"]) == {"latent"} and set(stargan["source"]) == {"mean"}
+    for row in matched.itertuples():
+        # the row's own value came along (not another row's)
+        assert row.value == codes[(row.metric, row.network, row.mode, row.source, row.target)]
+        if row.model == "stargan":
+            assert row.paper == PAPER_PER_DOMAIN[row.metric][row.target]
+        else:
+            assert (row.mode, row.target, row.paper) == ("sample", "all", 153.014)
+    fid = matched[(matched["metric"] == "fid_stargan_v2") & (matched["model"] == "stargan")]
+    assert dict(zip(fid["target"], fid["paper"], strict=True)) == {
+        "Normal": 55.796, "COVID-19": 62.599, "Non-COVID": 81.230
+    }  # fmt: skip
+    # the figure's paper bars: beside the StarGAN v2 protocol FID and LPIPS, never pytorch-fid's
+    targets = list(DOMAINS3)
+    for metric in ("fid", "fid_cxr"):
+        cats, cells = _paper_cells(matched, metric, targets)
+        assert not any(cells)
+    cats, cells = _paper_cells(matched, "fid_stargan_v2", targets)
+    assert cats[:4] == [*targets, "DCGAN (all)"] and "GAN" in cats
+    assert [c[0] for c in cells[:4]] == [PAPER_PER_DOMAIN["fid_stargan_v2"][t] for t in targets] + [
+        153.014
+    ]
+    only_small = table[table["network"] != STARGAN_V2_NETWORK]
+    assert set(paper_comparison(only_small)["metric"]) == {"lpips"}
 
 
 def test_missing_weights_name_the_file_and_folder(empty_torch_home):
@@ -242,6 +427,7 @@ def test_evaluate_gan_end_to_end_with_random_weights(eval_inputs, tmp_path):
     table = evaluate_gan(generated, *store, tmp_path, cfg, root / "classifier", progress=False)
     assert list(table.columns) == [
         "metric",
+        "network",
         "model",
         "mode",
         "source",
@@ -250,14 +436,32 @@ def test_evaluate_gan_end_to_end_with_random_weights(eval_inputs, tmp_path):
         "n",
         "status",
     ]
-    assert set(table["metric"]) == {"fid", "fid_cxr", "lpips"}
+    assert set(table["metric"]) == {"fid", "fid_stargan_v2", "fid_cxr", "lpips"}
     assert set(table.loc[table["metric"] != "fid_cxr", "status"]) == {"random_weights"}
     assert set(table.loc[table["metric"] == "fid_cxr", "status"]) == {"ok"}
     assert np.isfinite(table["value"]).all()
+    networks = table.groupby("metric")["network"].unique().map(list).to_dict()
+    assert networks == {
+        "fid": ["pytorch-fid InceptionV3 (TF FID weights, 64-d block)"],
+        "fid_stargan_v2": [
+            "torchvision inception_v3 (ImageNet, 64-d block: not the StarGAN v2 protocol)"
+        ],
+        "fid_cxr": ["cxrgen noise-aware classifier (penultimate features, t=0)"],
+        "lpips": ["lpips v0.1 alexnet"],
+    }
     per_target = table.query("model == 'stargan' and source == 'mean' and target != 'mean'")
     assert sorted(per_target.groupby("metric").size().items()) == [
-        ("fid", 3), ("fid_cxr", 3), ("lpips", 3)
+        ("fid", 3), ("fid_cxr", 3), ("fid_stargan_v2", 3), ("lpips", 3)
     ]  # fmt: skip
+    v2 = table.query("metric == 'fid_stargan_v2' and model == 'stargan' and mode == 'latent'")
+    for target in DOMAINS3:  # per target: the mean over the two other source domains
+        tasks = v2.query("target == @target and source in @DOMAINS3")
+        assert sorted(tasks["source"]) == sorted(set(DOMAINS3) - {target})
+        mean = v2.query("target == @target and source == 'mean'")
+        assert mean["value"].item() == pytest.approx(tasks["value"].mean())
+        assert mean["n"].item() == tasks["n"].sum() == 12
+    # 64-d features: not the paper's protocol, so nothing of this run stands beside Table 1's FID
+    assert set(paper_comparison(table)["metric"]) == {"lpips"}
     lp = table.query("metric == 'lpips' and source == 'Normal'")
     assert set(lp["target"]) == {"COVID-19", "Non-COVID"} and (lp["n"] == 2).all()
     assert table.query("metric == 'lpips' and model == 'dcgan'").empty
@@ -273,15 +477,26 @@ def test_evaluate_gan_end_to_end_with_random_weights(eval_inputs, tmp_path):
 
 
 def test_optional_metrics_become_unavailable_and_nothing_else_changes(
-    eval_inputs, tmp_path, empty_torch_home
+    eval_inputs, tmp_path, empty_torch_home, caplog
 ):
     root, store, generated = eval_inputs
     cfg = GANEvalConfig(metrics_optional=True, device="cpu")
-    table = evaluate_gan(
-        generated, *store, tmp_path / "a", cfg, root / "classifier", progress=False
-    )
-    missing = table[table["metric"].isin(["fid", "lpips"])]
+    with caplog.at_level(logging.WARNING, logger="cxrgen.metrics.gan_eval"):
+        table = evaluate_gan(
+            generated, *store, tmp_path / "a", cfg, root / "classifier", progress=False
+        )
+    missing = table[table["metric"].isin(["fid", "fid_stargan_v2", "lpips"])]
     assert set(missing["status"]) == {"unavailable"} and missing["value"].isna().all()
+    assert set(missing["metric"]) == {"fid", "fid_stargan_v2", "lpips"}
+    warned = {r.getMessage().split(" ")[0]: r.getMessage() for r in caplog.records}
+    assert weights.INCEPTION_FILE in warned["fid"]
+    assert "inception_v3_google-0cc3c7bd.pth" in warned["fid_stargan_v2"]
+    assert weights.ALEXNET_FILE in warned["lpips"]
+    v2 = missing.query("metric == 'fid_stargan_v2'")
+    assert set(v2["network"]) == {STARGAN_V2_NETWORK}
+    # the paper's values stand beside the protocol rows even when those are unavailable
+    matched = paper_comparison(table)
+    assert set(matched["metric"]) == {"fid_stargan_v2", "lpips"}
     cxr = table[table["metric"] == "fid_cxr"]
     assert set(cxr["status"]) == {"ok"} and np.isfinite(cxr["value"]).all()
     only_cxr = evaluate_gan(
@@ -300,6 +515,9 @@ def test_optional_metrics_become_unavailable_and_nothing_else_changes(
     assert (tmp_path / "a" / "gan_metrics.png").exists()
     with pytest.raises(weights.WeightsMissing, match="pt_inception"):
         evaluate_gan(generated, *store, tmp_path / "c", GANEvalConfig(device="cpu"), progress=False)
+    strict = GANEvalConfig(metrics=("fid_stargan_v2",), device="cpu")
+    with pytest.raises(weights.WeightsMissing, match="inception_v3_google-0cc3c7bd.pth"):
+        evaluate_gan(generated, *store, tmp_path / "d", strict, progress=False)
 
 
 def test_paper_domain_names():

@@ -1,22 +1,29 @@
 """Evaluate synthetic sets: ``evaluate_gan({"stargan": d1, "dcgan": d2}, store, split, out, cfg)``.
 
 Metrics are registered by name (:data:`METRICS`) and all land in one tidy table
-``gan_metrics.parquet`` with columns metric, model, mode, source, target, value, n, status:
+``gan_metrics.parquet`` with columns metric, network, model, mode, source, target, value, n,
+status. ``network`` names the network (and so the protocol) that made the row
+(:func:`network_of`), e.g. 'pytorch-fid InceptionV3 (TF FID weights)' or 'torchvision
+inception_v3 (ImageNet, StarGAN v2 protocol)'; an earlier feature block (``fid_dims`` < 2048)
+is named in it too.
 
-- ``fid`` / ``fid_cxr``: Frechet distance between the generated images of one task (StarGAN:
-  mode x source domain x target domain; DCGAN: class) and the real images of the target domain
-  in ``real_split`` (StarGAN v2 compares with the training images), in Inception or chest-X-ray
-  classifier feature space. Rows with source ``mean`` are the mean over source domains (the
-  paper's per-target FID) and target ``mean`` the mean over all tasks; the DCGAN row with target
-  ``all`` compares the whole generated set with all real images (the paper's baseline FID).
-  n = generated images.
+- ``fid`` / ``fid_stargan_v2`` / ``fid_cxr``: Frechet distance between the generated images of
+  one task (StarGAN: mode x source domain x target domain; DCGAN: class) and the real images
+  of the target domain in ``real_split`` (StarGAN v2 compares with the training images), in the
+  feature space of pytorch-fid's TF FID Inception (``fid``), of torchvision's ImageNet Inception
+  as StarGAN v2's metrics code uses it (``fid_stargan_v2``, the protocol of the paper's Table
+  1), or of the chest X-ray classifier (``fid_cxr``). Rows with source ``mean`` are the mean
+  over source domains (the paper's per-target FID) and target ``mean`` the mean over all
+  tasks; the DCGAN row with target ``all`` compares the whole generated set with all real
+  images (the paper's baseline FID). n = generated images.
 - ``lpips``: mean pairwise LPIPS among the outputs of one source image, averaged over the
   source images of a task (n = source images), then over sources per target.
 
 status: ``ok``; ``random_weights`` (evaluation networks randomly initialised, numbers not
 comparable); ``unavailable`` (pretrained weights or classifier missing and
 ``metrics_optional``); ``too_few_images`` / ``numerical_error`` (value NaN). Also written:
-``gan_metrics.png`` (this run beside the paper's Table 1) and ``provenance.json``.
+``gan_metrics.png`` (this run, with the paper's Table 1 beside the rows of the same protocol
+only: :func:`cxrgen.metrics.paper.paper_comparison`) and ``provenance.json``.
 """
 
 from __future__ import annotations
@@ -38,22 +45,32 @@ from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.html_tables import write_html_table
 from cxrgen.metrics.fid import (
+    PYTORCH_FID_NETWORK,
+    STARGAN_V2_NETWORK,
     ClassifierFeatures,
+    ImageNetInceptionFeatures,
     InceptionFeatures,
     Stats,
     extract,
     frechet_distance,
     gaussian_stats,
 )
-from cxrgen.metrics.lpips_diversity import PairwiseLPIPS, diversity_per_group
-from cxrgen.metrics.paper import write_comparison_figure
-from cxrgen.metrics.weights import WeightsMissing, build_inception, build_lpips
+from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK, PairwiseLPIPS, diversity_per_group
+from cxrgen.metrics.paper import paper_comparison, write_comparison_figure
+from cxrgen.metrics.weights import (
+    WeightsMissing,
+    build_inception,
+    build_lpips,
+    build_torchvision_inception,
+)
 from cxrgen.training.data import load_split
 from cxrgen.training.seeding import Purpose, derive_seed
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["metric", "model", "mode", "source", "target", "value", "n", "status"]
+COLUMNS = ["metric", "network", "model", "mode", "source", "target", "value", "n", "status"]
+ROW_FIELDS = [c for c in COLUMNS if c != "network"]  # what a metric function returns per row
+GROUP_KEYS = ["metric", "network", "model", "mode"]
 NO_SOURCE = "-"
 FID_DIMS = (64, 192, 768, 2048)
 
@@ -62,11 +79,15 @@ FID_DIMS = (64, 192, 768, 2048)
 class GANEvalConfig:
     """FID / LPIPS evaluation of generated sets.
 
-    metrics: any of 'fid' (Inception), 'fid_cxr' (noise-aware classifier features at
-        ``cxr_timestep``; needs the classifier folder), 'lpips' (StarGAN outputs only).
+    metrics: any of 'fid' (pytorch-fid's TF FID Inception), 'fid_stargan_v2' (torchvision's
+        ImageNet Inception as StarGAN v2 measures FID: the protocol of the paper's Table 1),
+        'fid_cxr' (noise-aware classifier features at ``cxr_timestep``; needs the classifier
+        folder), 'lpips' (StarGAN outputs only).
     real_split: the split whose images of the target domain are the reference distribution.
-    fid_dims: Inception feature block (2048 = standard FID; 64 / 192 / 768 as pytorch-fid's
-        --dims, for quick smoke runs: the 2048-d matrix square root takes ~1 min on a CPU).
+    fid_dims: feature block of both Inception networks (2048 = standard FID; 64 / 192 / 768 as
+        pytorch-fid's --dims, for quick smoke runs: the 2048-d matrix square root takes ~1 min
+        on a CPU). Below 2048, 'fid_stargan_v2' is no longer the paper's protocol and its
+        rows say so in ``network``.
     max_real_per_domain: cap on real images per domain (a seeded subset; 0 = all).
     batch_size: images per feature-extraction batch (and LPIPS pairs per batch).
     metrics_optional: missing pretrained weights (or classifier) give status 'unavailable'
@@ -77,7 +98,7 @@ class GANEvalConfig:
         weights. device: auto / cpu / cuda.
     """
 
-    metrics: tuple[str, ...] = ("fid", "fid_cxr", "lpips")
+    metrics: tuple[str, ...] = ("fid", "fid_stargan_v2", "fid_cxr", "lpips")
     fid_dims: int = 2048
     real_split: str = "train"
     max_real_per_domain: int = 0
@@ -131,7 +152,24 @@ def task_groups(index: pd.DataFrame) -> Iterator[Group]:
 
 
 def _row(metric, model, mode, source, target, value, n, status) -> dict[str, Any]:
-    return dict(zip(COLUMNS, (metric, model, mode, source, target, value, n, status), strict=True))
+    values = (metric, model, mode, source, target, value, n, status)
+    return dict(zip(ROW_FIELDS, values, strict=True))
+
+
+def network_of(metric: str, cfg: GANEvalConfig) -> str:
+    """The ``network`` column of a metric's rows: the network and protocol that made them."""
+    block = f", {cfg.fid_dims}-d block" if cfg.fid_dims != 2048 else ""
+    if metric == "fid":
+        return PYTORCH_FID_NETWORK.replace(")", f"{block})") if block else PYTORCH_FID_NETWORK
+    if metric == "fid_stargan_v2":
+        if not block:
+            return STARGAN_V2_NETWORK
+        return f"torchvision inception_v3 (ImageNet{block}: not the StarGAN v2 protocol)"
+    if metric == "fid_cxr":
+        return f"cxrgen noise-aware classifier (penultimate features, t={cfg.cxr_timestep})"
+    if metric == "lpips":
+        return LPIPS_NETWORK
+    raise KeyError(metric)
 
 
 def _fd(a: Stats, b: Stats, status: str) -> tuple[float, str]:
@@ -174,18 +212,26 @@ def _combined_status(statuses: pd.Series) -> str:
 
 
 def add_means(table: pd.DataFrame) -> pd.DataFrame:
-    """Append per-target means over source domains and the mean over all tasks (StarGAN)."""
+    """Append per-target means over source domains and the mean over all tasks (StarGAN), per
+    metric, network, model and mode."""
     tasks = table[(table["source"] != NO_SOURCE) & (table["source"] != "mean")]
     extra = []
 
     def mean_row(key: tuple, target: str, part: pd.DataFrame) -> dict[str, Any]:
         value, n, status = part["value"].mean(), int(part["n"].sum()), part["status"]
-        return _row(*key, "mean", target, value, n, _combined_status(status))
+        return {
+            **dict(zip(GROUP_KEYS, key, strict=True)),
+            "source": "mean",
+            "target": target,
+            "value": value,
+            "n": n,
+            "status": _combined_status(status),
+        }
 
-    for key, sub in tasks.groupby(["metric", "model", "mode"], sort=False):
+    for key, sub in tasks.groupby(GROUP_KEYS, sort=False):
         extra += [mean_row(key, target, per) for target, per in sub.groupby("target", sort=False)]
         extra.append(mean_row(key, "mean", sub))
-    return pd.concat([table, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
+    return pd.concat([table, pd.DataFrame(extra, columns=table.columns)], ignore_index=True)
 
 
 def _frechet_metric(ctx: EvalContext, extractor, metric: str, status: str) -> list[dict]:
@@ -217,6 +263,15 @@ def fid_metric(ctx: EvalContext) -> list[dict]:
     net = build_inception(extra, ctx.cfg.random_weights, ctx.cfg.seed, ctx.cfg.fid_dims)
     status = "random_weights" if ctx.cfg.random_weights else "ok"
     return _frechet_metric(ctx, InceptionFeatures(net, ctx.device), "fid", status)
+
+
+def fid_stargan_v2_metric(ctx: EvalContext) -> list[dict]:
+    """FID as StarGAN v2's metrics code computes it (torchvision's ImageNet Inception)."""
+    extra = [ctx.cfg.weights_dir] if ctx.cfg.weights_dir else []
+    net = build_torchvision_inception(extra, ctx.cfg.random_weights, ctx.cfg.seed)
+    extractor = ImageNetInceptionFeatures(net, ctx.device, ctx.cfg.fid_dims)
+    status = "random_weights" if ctx.cfg.random_weights else "ok"
+    return _frechet_metric(ctx, extractor, "fid_stargan_v2", status)
 
 
 def fid_cxr_metric(ctx: EvalContext) -> list[dict]:
@@ -252,6 +307,7 @@ def lpips_metric(ctx: EvalContext) -> list[dict]:
 
 METRICS: dict[str, Callable[[EvalContext], list[dict]]] = {
     "fid": fid_metric,
+    "fid_stargan_v2": fid_stargan_v2_metric,
     "fid_cxr": fid_cxr_metric,
     "lpips": lpips_metric,
 }
@@ -320,21 +376,32 @@ def evaluate_gan(
     rows: list[dict] = []
     for metric in cfg.metrics:
         try:
-            rows += METRICS[metric](ctx)
+            part = METRICS[metric](ctx)
         except WeightsMissing as exc:
             if not cfg.metrics_optional:
                 raise
             log.warning("%s unavailable: %s", metric, exc)
-            rows += unavailable_rows(ctx, metric)
+            part = unavailable_rows(ctx, metric)
+        network = network_of(metric, cfg)
+        rows += [{**row, "network": network} for row in part]
     table = add_means(pd.DataFrame(rows, columns=COLUMNS))
     log.info(
         "GAN metrics:\n%s", table[table["source"].isin(["mean", NO_SOURCE])].to_string(index=False)
     )
+    matched = paper_comparison(table)
+    if matched.empty:
+        log.info("No row of this run has the protocol of the paper's Table 1 (fid_stargan_v2 at "
+                 "2048 dims, lpips): the paper's values are not set beside any")  # fmt: skip
+    else:
+        shown = ["metric", "model", "target", "value", "status", "paper", "paper_entry"]
+        log.info("Beside the paper's Table 1 (same protocol):\n%s", matched[shown].to_string())
     io.write_parquet(out_dir / "gan_metrics.parquet", table)
     write_html_table(
         out_dir / "gan_metrics.html", table, "FID and LPIPS of the synthetic sets",
-        "One row per metric, model, mode, source and target domain; 'mean' rows average over "
-        "source domains; the figure beside sets them against the paper's values.",
+        "One row per metric, model, mode, source and target domain; 'network' names the "
+        "network (protocol) that made the row; 'mean' rows average over source domains. The "
+        "figure beside sets the paper's Table 1 only beside the StarGAN v2 protocol rows "
+        "(fid_stargan_v2, latent-guided, mean over sources) and LPIPS.",
     )  # fmt: skip
     write_comparison_figure(out_dir / "gan_metrics.png", table)
     provenance.write(

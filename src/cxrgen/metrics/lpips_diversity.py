@@ -2,8 +2,9 @@
 
 The outputs of one source image for one target domain (``num_outs_per_domain`` of them) are
 compared pairwise (all i < j) with ``lpips.LPIPS(net='alex')``; grey images are repeated to
-3 channels and scaled to [-1, 1], and images smaller than ``min_size`` are upsampled
-bilinearly first (AlexNet's pooling needs about 32 px; the paper's images are 256 px).
+3 channels and scaled to [-1, 1] (lpips' own scaling layer then applies the ImageNet
+normalisation StarGAN v2's ``metrics/lpips.py`` also uses), and images smaller than
+``min_size`` are upsampled bilinearly first (AlexNet's pooling needs about 32 px).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrgen.metrics.fid import unit_batches
+
+LPIPS_NETWORK = "lpips v0.1 alexnet"
 
 
 class PairwiseLPIPS:

@@ -1,9 +1,18 @@
 """The Med-StyleGAN2 paper's Table 1 and a figure with this run's numbers beside it.
 
-Paper (COVID-QU-Ex, 256 px, 8000 generated images per domain): FID per target domain
-Normal 55.796, COVID-19 62.599, Non-COVID 81.230; LPIPS 0.199 / 0.222 / 0.239; baselines
-GAN FID 2446.535, DCGAN FID 153.014; LPIPS of other chest X-ray models (other data sets, as
-quoted by the paper) CycleGAN 0.099, StarGAN 0.212, RSGAN 0.315, SDGAN 0.514.
+Paper (COVID-QU-Ex, 8000 generated images per domain; the image size of the evaluation is
+not stated): FID per target domain Normal 55.796, COVID-19 62.599, Non-COVID 81.230; LPIPS
+0.199 / 0.222 / 0.239; baselines GAN FID 2446.535, DCGAN FID 153.014; LPIPS of other chest
+X-ray models (other data sets, as quoted by the paper) CycleGAN 0.099, StarGAN 0.212, RSGAN
+0.315, SDGAN 0.514.
+
+The authors evaluated with StarGAN v2's metrics code: FID in torchvision's ImageNet Inception
+feature space (ImageNet normalisation, 299 x 299), per task, then the mean over source domains
+of the latent-guided translations; LPIPS: an AlexNet LPIPS with the lpips package's input
+scaling, per task, then the mean over source domains.
+So a value of Table 1 is set only beside a row of the same protocol (:data:`TABLE1_PROTOCOL`:
+the metric made by that network, mode 'latent', source 'mean'; DCGAN: the pooled 'all' row);
+pytorch-fid's FID (TF FID Inception) and the chest X-ray FID are never matched with it.
 """
 
 from __future__ import annotations
@@ -15,15 +24,20 @@ import numpy as np
 import pandas as pd
 
 from cxrgen import io
+from cxrgen.metrics.fid import STARGAN_V2_NETWORK
+from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK
 
 PAPER_PER_DOMAIN = {
-    "fid": {"Normal": 55.796, "COVID-19": 62.599, "Non-COVID": 81.230},
+    "fid_stargan_v2": {"Normal": 55.796, "COVID-19": 62.599, "Non-COVID": 81.230},
     "lpips": {"Normal": 0.199, "COVID-19": 0.222, "Non-COVID": 0.239},
 }
 PAPER_BASELINES = {
-    "fid": {"DCGAN": 153.014, "GAN": 2446.535},
+    "fid_stargan_v2": {"DCGAN": 153.014, "GAN": 2446.535},
     "lpips": {"CycleGAN": 0.099, "StarGAN": 0.212, "RSGAN": 0.315, "SDGAN": 0.514},
 }
+# metric -> the network (protocol) whose rows Table 1 may stand beside
+TABLE1_PROTOCOL = {"fid_stargan_v2": STARGAN_V2_NETWORK, "lpips": LPIPS_NETWORK}
+TABLE1_MODE = "latent"
 _ALIASES = {"normal": "Normal", "covid19": "COVID-19", "noncovid": "Non-COVID"}
 
 
@@ -31,6 +45,29 @@ def paper_domain(name: str) -> str | None:
     """The paper's name of a domain ('Non-COVID19' and 'non_covid' -> 'Non-COVID'), or None."""
     key = re.sub(r"[^a-z0-9]", "", name.lower())
     return _ALIASES.get(key) or _ALIASES.get(key.removesuffix("19"))
+
+
+def paper_comparison(table: pd.DataFrame) -> pd.DataFrame:
+    """This run's rows that Table 1 can be compared with, each with the paper's value: the
+    per-target means over source domains of latent-guided translations and the pooled DCGAN
+    row, of a metric made by the network of :data:`TABLE1_PROTOCOL`. Columns: those of the
+    table, then ``paper`` (the value) and ``paper_entry`` (what it is in Table 1)."""
+    matched = []
+    for row in table.itertuples(index=False):
+        if TABLE1_PROTOCOL.get(row.metric) != row.network:
+            continue
+        if row.mode == TABLE1_MODE and row.source == "mean":
+            domain = paper_domain(row.target)
+            value = PAPER_PER_DOMAIN[row.metric].get(domain) if domain else None
+            entry = f"Med-StyleGAN2, {domain}"
+        elif row.mode == "sample" and row.target == "all":
+            value = PAPER_BASELINES[row.metric].get("DCGAN")
+            entry = "DCGAN baseline"
+        else:
+            continue
+        if value is not None:
+            matched.append({**row._asdict(), "paper": value, "paper_entry": entry})
+    return pd.DataFrame(matched, columns=[*table.columns, "paper", "paper_entry"])
 
 
 def _value(table: pd.DataFrame, metric: str, mode: str, source: str, target: str):
@@ -86,8 +123,36 @@ def _bars(ax, categories, series, log_scale=False):
     ax.grid(axis="y", alpha=0.3)
 
 
+PANELS = (
+    ("fid_stargan_v2", "FID, torchvision Inception as StarGAN v2 (lower is better)"),
+    ("fid", "FID, pytorch-fid (not comparable with Table 1)"),
+    ("lpips", "LPIPS diversity (higher is better)"),
+    ("fid_cxr", "FID, CXR-classifier features (this run only)"),
+)
+
+
+def _paper_cells(matched: pd.DataFrame, metric: str, targets: list[str]):
+    """Categories and the paper's cells of one panel: only where a row of this run matched."""
+    mine = matched[matched["metric"] == metric]
+    cells = []
+    for t in targets:
+        hit = mine[(mine["mode"] == TABLE1_MODE) & (mine["target"] == t)]
+        cells.append((float(hit["paper"].iloc[0]), "ok") if len(hit) else None)
+    cats = list(targets)
+    if metric != "lpips":
+        cats.append("DCGAN (all)")
+        hit = mine[mine["target"] == "all"]
+        cells.append((float(hit["paper"].iloc[0]), "ok") if len(hit) else None)
+    if not mine.empty:  # the paper's other models stand beside the matched rows only
+        others = {b: v for b, v in PAPER_BASELINES.get(metric, {}).items() if b != "DCGAN"}
+        cats += list(others)
+        cells += [(v, "ok") for v in others.values()]
+    return cats, cells
+
+
 def write_comparison_figure(path: str | Path, table: pd.DataFrame) -> None:
-    """FID, LPIPS and FID in chest-X-ray feature space: the paper's rows beside this run's."""
+    """One panel per metric; the paper's Table 1 values appear only beside the rows of this run
+    made by the same protocol (:func:`paper_comparison`), never beside pytorch-fid's FID."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -95,38 +160,21 @@ def write_comparison_figure(path: str | Path, table: pd.DataFrame) -> None:
 
     targets = list(dict.fromkeys(table.loc[table["source"] == "mean", "target"]))
     targets = [t for t in targets if t != "mean"]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), dpi=120)
-    for ax, metric, title in (
-        (axes[0], "fid", "FID, Inception features (lower is better)"),
-        (axes[1], "lpips", "LPIPS diversity (higher is better)"),
-        (axes[2], "fid_cxr", "FID, CXR-classifier features (this run only)"),
-    ):
-        baselines = PAPER_BASELINES.get(metric, {})
-        cats = (
-            targets
-            + (["DCGAN (all)"] if metric != "lpips" else [])
-            + [b for b in baselines if b != "DCGAN"]
-        )
-        paper = [
-            (PAPER_PER_DOMAIN[metric].get(paper_domain(t) or ""), "ok")
-            if metric in PAPER_PER_DOMAIN and paper_domain(t)
-            else None
-            for t in targets
-        ]
-        if metric != "lpips":
-            paper.append((baselines["DCGAN"], "ok") if "DCGAN" in baselines else None)
-        paper += [(v, "ok") for b, v in baselines.items() if b != "DCGAN"]
+    matched = paper_comparison(table)
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9), dpi=120)
+    for ax, (metric, title) in zip(axes.flat, PANELS, strict=True):
+        cats, paper = _paper_cells(matched, metric, targets)
         series = {}
-        if metric in PAPER_PER_DOMAIN:
+        if any(paper):
             series["paper (Table 1)"] = ("0.6", paper)
         for mode, color in (("latent", "C0"), ("reference", "C1")):
             cells = [_value(table, metric, mode, "mean", t) for t in targets]
             cells = [c if c[1] is not None else None for c in cells]
             if any(cells):
-                series[f"this run, {mode}-guided"] = (
-                    color,
-                    cells + [None] * (len(cats) - len(cells)),
-                )
+                label = f"this run, {mode}-guided"
+                if any(paper) and mode != TABLE1_MODE:
+                    label += " (not in Table 1)"
+                series[label] = (color, cells + [None] * (len(cats) - len(cells)))
         dcgan = _value(table, metric, "sample", "-", "all")
         if dcgan[1] is not None and metric != "lpips":
             cells = [None] * len(cats)
@@ -135,7 +183,11 @@ def write_comparison_figure(path: str | Path, table: pd.DataFrame) -> None:
         if not any(cell for _, cells in series.values() for cell in cells):
             ax.text(0.5, 0.5, f"{metric} not computed", ha="center", transform=ax.transAxes)
         _bars(ax, cats, series, log_scale=metric != "lpips")
-        ax.set_title(title, fontsize=10)
+        networks = sorted(set(table.loc[table["metric"] == metric, "network"]))
+        if metric in TABLE1_PROTOCOL and networks and not any(paper):
+            title += "\n(not Table 1's protocol: paper not shown)"
+        subtitle = "; ".join(networks)
+        ax.set_title(f"{title}\n{subtitle}" if subtitle else title, fontsize=9)
     statuses = sorted(set(table["status"]) - {"ok"})
     note = f" (status: {', '.join(statuses)})" if statuses else ""
     fig.suptitle(f"Med-StyleGAN2 evaluation: this run vs the paper{note}", fontsize=11)

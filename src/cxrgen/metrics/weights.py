@@ -2,6 +2,9 @@
 
 - FID: pytorch-fid's InceptionV3 needs ``pt_inception-2015-12-05-6726825d.pth`` (the TF FID
   Inception ported to PyTorch), which pytorch-fid would fetch into the torch hub cache.
+- FID as StarGAN v2 computes it (the Med-StyleGAN2 paper's protocol): torchvision's ImageNet
+  ``inception_v3`` needs ``inception_v3_google-0cc3c7bd.pth``, the file of torchvision's own
+  ``Inception_V3_Weights.IMAGENET1K_V1`` (hub cache).
 - LPIPS (net='alex'): torchvision's ImageNet AlexNet ``alexnet-owt-7be5be79.pth`` (hub cache)
   and the linear calibration layers ``weights/v0.1/alex.pth`` shipped inside the lpips package.
 
@@ -35,6 +38,16 @@ INCEPTION_URL = (
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/" + ALEXNET_FILE
 LPIPS_LINEAR = Path("weights") / "v0.1" / "alex.pth"
+
+
+def _torchvision_inception_url() -> str:
+    from torchvision.models import Inception_V3_Weights
+
+    return Inception_V3_Weights.IMAGENET1K_V1.url
+
+
+TV_INCEPTION_URL = _torchvision_inception_url()
+TV_INCEPTION_FILE = TV_INCEPTION_URL.rsplit("/", 1)[-1]  # inception_v3_google-0cc3c7bd.pth
 
 
 class WeightsMissing(CxrgenError):
@@ -129,6 +142,38 @@ def build_inception(
     with _replaced(pf, "load_state_dict_from_url", load_file):
         net = pf.InceptionV3([block])
     log.info("FID Inception weights from %s", path)
+    return net.eval()
+
+
+def build_torchvision_inception(
+    extra_dirs: Sequence[str | Path] = (), random_init: bool = False, seed: int = 0
+) -> torch.nn.Module:
+    """torchvision's ImageNet ``inception_v3`` as StarGAN v2's ``metrics/fid.py`` uses it: ``fc``
+    replaced by the identity (the output is the 2048-d average pool), no auxiliary head, and
+    ``transform_input`` off (StarGAN v2 chains the network's blocks itself, so torchvision's
+    re-scaling of ImageNet-normalised input never runs); eval mode. Input: (B, 3, 299, 299)
+    ImageNet-normalised (see :class:`cxrgen.metrics.fid.ImageNetInceptionFeatures`)."""
+    import torchvision
+
+    def bare() -> torch.nn.Module:
+        return torchvision.models.inception_v3(
+            weights=None, aux_logits=True, transform_input=False, init_weights=False
+        )
+
+    if random_init:
+        with _seeded(seed):
+            net = bare()
+            for module in net.modules():  # He-normal, as the pytorch-fid random path
+                if isinstance(module, torch.nn.Conv2d):
+                    torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        log.warning("torchvision Inception built with RANDOM weights: values are not comparable")
+    else:
+        path = locate(TV_INCEPTION_FILE, TV_INCEPTION_URL, extra_dirs)
+        net = bare()
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        log.info("torchvision Inception weights from %s", path)
+    net.aux_logits, net.AuxLogits = False, None
+    net.fc = torch.nn.Identity()
     return net.eval()
 
 
