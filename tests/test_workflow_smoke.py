@@ -312,7 +312,7 @@ def test_gan_artefacts(smoke_run):
     assert (index.source_domain != index.target_domain).all()
     metrics = pd.read_parquet(res / "metrics" / "covidqu" / "gan_metrics.parquet")
     per_target = metrics[(metrics.source == "mean") & (metrics.model == "stargan")]
-    assert set(per_target.metric) == {"fid", "fid_cxr", "lpips"}
+    assert set(per_target.metric) == {"fid", "fid_stargan_v2", "fid_cxr", "lpips"}
     assert set(per_target.target) >= {"Normal", "COVID-19", "Non-COVID"}
     assert np.isfinite(per_target.value).all() and (per_target.value >= 0).all()
     assert (per_target[per_target.metric == "fid_cxr"].status == "ok").all()
