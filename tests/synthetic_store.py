@@ -30,7 +30,8 @@ def blob_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarra
 def make_store(root: Path, n: int = 32, size: int = 32, n_valid: int = 8, seed: int = 0):
     """Write store/{images.npy,index.parquet} and split/{split.parquet,classes.json}.
 
-    Also one excluded row (label -1). Returns (store_dir, split_dir).
+    The last ``n_valid`` images are held out (calibration, then test); one excluded row
+    (label -1). Returns (store_dir, split_dir).
     """
     store, split = root / "store", root / "split"
     store.mkdir(parents=True)
@@ -41,7 +42,9 @@ def make_store(root: Path, n: int = 32, size: int = 32, n_valid: int = 8, seed: 
     ids = [f"img{i:03d}" for i in rows]
     pd.DataFrame({"row": rows, "image_id": ids}).to_parquet(store / "index.parquet")
     names = [CLASSES[v] for v in labels]
-    split_name = np.where(rows < n - n_valid, "train", "valid").astype(object)
+    # held out: the first half calibration, the rest test
+    split_name = np.where(rows < n - n_valid, "train", "test").astype(object)
+    split_name[n - n_valid : n - n_valid + n_valid // 2] = "calibration"
     label = labels.copy()
     split_name[n] = "excluded"
     label[n] = -1

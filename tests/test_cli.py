@@ -81,13 +81,14 @@ def test_phantoms_preprocess_split_from_the_command_line(tmp_path):
                 "3",
                 "--fractions",
                 "0.5",
-                "0.5",
+                "0.25",
+                "0.25",
             ]
         )
         == 0
     )
     prov = json.loads((split / "provenance.json").read_text())
-    assert prov["config"]["seed"] == 3 and prov["config"]["fractions"] == [0.5, 0.5]
+    assert prov["config"]["seed"] == 3 and prov["config"]["fractions"] == [0.5, 0.25, 0.25]
 
 
 def test_errors_exit_2_with_the_message(tmp_path):

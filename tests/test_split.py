@@ -29,10 +29,11 @@ def test_no_patient_in_two_splits_and_fractions_per_class():
     assert classes == ["Normal", "Lung Opacity"]
     kept = table[table.split != EXCLUDED]
     assert (kept.groupby("patient_id").split.nunique() == 1).all()
-    for cls in classes:
+    for cls in classes:  # the default 70/15/15 train / calibration / test, per class
         sub = kept[kept.class_name == cls]
-        frac = (sub.split == "train").mean()
-        assert abs(frac - 0.8) < 0.03, (cls, frac)
+        for name, share in (("train", 0.7), ("calibration", 0.15), ("test", 0.15)):
+            frac = (sub.split == name).mean()
+            assert abs(frac - share) < 0.03, (cls, name, frac)
     # excluded class kept in the table, never in a split, label -1
     excl = table[table.class_name == "No Lung Opacity / Not Normal"]
     assert len(excl) > 0 and (excl.split == EXCLUDED).all() and (excl.label == -1).all()
@@ -54,16 +55,14 @@ def test_deterministic_for_seed_and_seed_changes_assignment():
     assert (a.split != c.split).sum() > 10
 
 
-def test_three_way_split_and_all_classes():
+def test_paper_two_way_split_and_all_classes():
     index = fake_index(600)
-    cfg = SplitConfig(
-        seed=0, fractions=(0.7, 0.15, 0.15), names=("train", "valid", "test"), classes=None
-    )
+    cfg = SplitConfig(seed=0, fractions=(0.8, 0.2), names=("train", "valid"), classes=None)
     table, classes = make_split(index, cfg)
     assert classes == sorted(index.class_name.unique())
     share = table.split.value_counts(normalize=True)
-    assert share["train"] == pytest.approx(0.7, abs=0.03)
-    assert share["test"] == pytest.approx(0.15, abs=0.03)
+    assert share["train"] == pytest.approx(0.8, abs=0.03)
+    assert share["valid"] == pytest.approx(0.2, abs=0.03)
 
 
 def test_keep_source_split():
@@ -76,7 +75,7 @@ def test_keep_source_split():
 
 def test_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="sum to"):
-        SplitConfig(fractions=(0.8, 0.3))
+        SplitConfig(fractions=(0.8, 0.3), names=("train", "valid"))
     with pytest.raises(DataError, match="no stored image has"):
         make_split(fake_index(), SplitConfig(classes=("Normal", "COVID-19")))
     unlabeled = fake_index().assign(class_name=None)

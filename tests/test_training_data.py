@@ -33,7 +33,7 @@ def test_split_images_and_dataset_items(store):
     raw = np.load(store[0] / "images.npy")[data.rows[3]] / 65535
     assert np.allclose(image[0].numpy(), raw * 2 - 1, atol=1e-6)
     with pytest.raises(DataError, match="has no labelled images"):
-        load_split(*store, "test")
+        load_split(*store, "valid")
 
 
 def test_zero_strength_augmentation_is_exact_identity():

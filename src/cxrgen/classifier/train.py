@@ -74,7 +74,7 @@ class ClassifierTrainConfig(TrainLoopConfig):
     dropout: float = 0.0
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
-    valid_split: str = "valid"
+    valid_split: str = "calibration"
     valid_bins: int = 10
     valid_batch_size: int = 64
 

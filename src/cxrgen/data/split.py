@@ -1,4 +1,9 @@
-"""Patient-level, label-stratified, seeded train/validation split of a tensor store."""
+"""Patient-level, label-stratified, seeded train / calibration / test split of a tensor store.
+
+The three splits have three jobs: models learn on ``train``; every setting chosen from data
+(guidance method and scale, statistic, map smoothing, thresholds, severity regressions) is
+chosen on ``calibration``; the headline numbers are computed once on ``test``.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +31,8 @@ class SplitConfig:
     """How to split one tensor store.
 
     seed: shuffles patients within each class stratum.
-    fractions / names: one fraction per named split, summing to 1 (paper: 80/20 train/valid).
+    fractions / names: one fraction per named split, summing to 1 (default 70/15/15 train /
+        calibration / test; the paper's 80/20 train/valid is presets/rsna_paper_split.yaml).
     classes: class names kept, in label order (label i = classes[i]); rows of other classes are
         written with split 'excluded'. None keeps every class of the store, sorted by name.
     keep_source_split: use the store's own split (e.g. COVID-QU-Ex Train/Val/Test folders)
@@ -34,8 +40,8 @@ class SplitConfig:
     """
 
     seed: int = 0
-    fractions: tuple[float, ...] = (0.8, 0.2)
-    names: tuple[str, ...] = ("train", "valid")
+    fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
+    names: tuple[str, ...] = ("train", "calibration", "test")
     classes: tuple[str, ...] | None = ("Normal", "Lung Opacity")
     keep_source_split: bool = False
 
