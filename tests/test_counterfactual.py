@@ -1,5 +1,7 @@
 """Inversion and counterfactuals with a tiny trained model: exactness, determinism, guidance."""
 
+import shutil
+
 import matplotlib.image
 import numpy as np
 import pandas as pd
@@ -18,6 +20,7 @@ from cxrgen.counterfactual.generate import (
 )
 from cxrgen.counterfactual.invert import InvertConfig, invert_split
 from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean
+from cxrgen.data.classes import read_classes
 from cxrgen.diffusion.model import load_diffusion
 from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
 from cxrgen.errors import ConfigError, DataError
@@ -69,12 +72,15 @@ def load(folder, name):
     return np.load(folder / f"{name}.npy")
 
 
-def test_inversion_covers_the_validation_split_and_reconstructs(setup):
+def test_inversion_covers_calibration_then_test_and_reconstructs(setup):
     table, latents = setup["table"], setup["latents"]
     split = pd.read_parquet(setup["split"] / "split.parquet")
-    valid = split[split["split"] == "valid"].sort_values("row")
-    assert table["image_id"].tolist() == valid["image_id"].tolist()
-    assert table["cond_label"].tolist() == valid["label"].tolist()
+    held_out = pd.concat(
+        [split[split["split"] == name].sort_values("row") for name in ("calibration", "test")]
+    )
+    assert table["image_id"].tolist() == held_out["image_id"].tolist()
+    assert table["split"].tolist() == held_out["split"].tolist()
+    assert (table["cond_label"] == 2).all()  # label-blind: every image with the null class
     assert load(latents, "latents").shape == (N_VALID, SIZE, SIZE)
     assert load(latents, "latents").dtype == np.float32
     # 10 steps to t = 50 of 100 with a 30-step model: ~41 dB; the residual is the eps mismatch
@@ -87,7 +93,8 @@ def test_inversion_covers_the_validation_split_and_reconstructs(setup):
     mse = ((recon - store) ** 2).mean(axis=(1, 2))
     np.testing.assert_allclose(table["recon_psnr"], -10 * np.log10(mse), rtol=1e-4)
     meta = io.read_json(latents / "trajectory.json")
-    assert meta["timesteps"] == list(range(5, 51, 5)) and meta["conditioning"] == "label"
+    assert meta["timesteps"] == list(range(5, 51, 5)) and meta["conditioning"] == "unconditional"
+    assert meta["label_informed"] is False and meta["splits"] == ["calibration", "test"]
 
 
 def test_more_steps_reconstruct_better(setup):
@@ -137,19 +144,91 @@ def test_outputs_agree_with_each_other(setup):
     assert set(COLUMNS) <= set(scores.columns)
     assert (scores["method"] == "cfg").all() and (scores["scale"] == 3.0).all()
     np.testing.assert_allclose(scores["sum_abs"], absd.sum(axis=(1, 2)), rtol=1e-5)
-    assert scores["lung_sum_abs"].isna().all()  # this store has no lung masks
+    assert not any("lung" in c for c in scores.columns)  # no score reads a mask
+    assert (scores["label_informed"] == False).all()  # noqa: E712
     assert scores["sum_abs"].min() > 0.5  # guidance changed every image
     assert matplotlib.image.imread(out / "examples.png").shape[0] > 100
     assert io.read_json(out / "provenance.json")["inversion"]["steps"] == 10
 
 
-def test_cfg_at_scale_zero_on_normal_images_is_the_reconstruction(setup):
-    """Encoded with their own label (Normal) and decoded toward Normal without guidance."""
-    out, scores = counterfactuals(setup, "cfg", 0.0, "cfg_0")
+def test_label_informed_inversion_reads_the_labels_and_is_marked(setup, tmp_path):
+    """The counterfactual-explanation mode: each image encoded with its own class; cfg at scale
+    0 then gives back the reconstruction of the Normal images only, and the rows say so."""
+    latents = tmp_path / "informed"
+    cfg = InvertConfig(steps=10, batch_size=3, conditioning="label_informed")
+    table = invert_split(setup["diffusion"], setup["store"], setup["split"], latents, cfg,
+                         progress=False)  # fmt: skip
+    assert table["cond_label"].tolist() == table["label"].tolist()
+    assert io.read_json(latents / "trajectory.json")["label_informed"] is True
+    out = tmp_path / "cfg0"
+    scores = make_counterfactuals(
+        "cfg", 0.0, latents, setup["diffusion"], setup["store"], out,
+        CounterfactualConfig(batch_size=3), progress=False,
+    )  # fmt: skip
+    assert scores["label_informed"].all()
     normal = (scores["class_name"] == "Normal").to_numpy()
-    recon = load(setup["latents"], "reconstructions")
+    recon = load(latents, "reconstructions")
     np.testing.assert_allclose(load(out, "counterfactuals")[normal], recon[normal], atol=1e-5)
     assert np.abs(load(out, "counterfactuals")[~normal] - recon[~normal]).max() > 1e-3
+
+
+def test_target_conditioning_encodes_every_image_with_the_target_class(setup, tmp_path):
+    cfg = InvertConfig(steps=4, batch_size=8, conditioning="target", target_class="Normal")
+    table = invert_split(setup["diffusion"], setup["store"], setup["split"], tmp_path / "t",
+                         cfg, progress=False)  # fmt: skip
+    assert (table["cond_label"] == 0).all()
+    with pytest.raises(DataError, match="target_class 'Healthy'"):
+        bad = InvertConfig(conditioning="target", target_class="Healthy")
+        invert_split(setup["diffusion"], setup["store"], setup["split"], tmp_path / "bad", bad,
+                     progress=False)  # fmt: skip
+
+
+def test_permuted_labels_change_no_latent_map_or_score(setup, tmp_path):
+    """Label-blind inference: shuffle the class labels of every evaluated image (store index and
+    split) and re-run invert + counterfactual for every label-blind method; every latent,
+    counterfactual, map and score column that does not name the label is byte-identical."""
+    store, split = tmp_path / "store", tmp_path / "split"
+    shutil.copytree(setup["store"], store)
+    shutil.copytree(setup["split"], split)
+    table = pd.read_parquet(split / "split.parquet")
+    held = table["split"].isin(["calibration", "test"]).to_numpy()
+    rng = np.random.default_rng(0)
+    labels = table["label"].to_numpy().copy()
+    while np.array_equal(labels[held], table["label"].to_numpy()[held]):
+        labels[held] = rng.permutation(labels[held])
+    table["label"] = labels
+    names = read_classes(split / "classes.json")
+    table.loc[held, "class_name"] = [names[v] for v in labels[held]]
+    table.to_parquet(split / "split.parquet")
+    index = pd.read_parquet(store / "index.parquet")
+    index["class_name"] = index["row"].map(table.set_index("row")["class_name"])
+    index.to_parquet(store / "index.parquet")
+
+    cfg = InvertConfig(steps=10, batch_size=3)
+    shuffled = tmp_path / "latents"
+    invert_split(setup["diffusion"], store, split, shuffled, cfg, progress=False)
+    for name in ("latents", "reconstructions"):
+        assert load(shuffled, name).tobytes() == load(setup["latents"], name).tobytes()
+    stargan = setup["root"] / "stargan"
+    if not stargan.exists():
+        train_tiny_stargan(setup)
+    diffusion = setup["diffusion"]
+    for method, scale, model in (
+        ("cfg", 2.0, diffusion), ("cg", 20.0, diffusion), ("stargan", 0.5, stargan)
+    ):  # fmt: skip
+        ccfg = CounterfactualConfig(batch_size=3)
+        runs = []
+        for latents, st, name in ((setup["latents"], setup["store"], "a"), (shuffled, store, "b")):
+            out = tmp_path / f"{method}_{name}"
+            scores = make_counterfactuals(method, scale, latents, model, st, out, ccfg,
+                                          setup["classifier"], progress=False)  # fmt: skip
+            runs.append((out, scores))
+        (a, sa), (b, sb) = runs
+        for array in ("counterfactuals", "diff", "absdiff"):
+            assert load(a, array).tobytes() == load(b, array).tobytes(), (method, array)
+        assert not sa["label"].equals(sb["label"])  # the labels did change ...
+        blind = [c for c in sa.columns if c not in ("label", "class_name")]
+        pd.testing.assert_frame_equal(sa[blind], sb[blind])  # ... and nothing else
 
 
 def test_cfg_single_forward_equals_two_forwards(setup):
@@ -193,16 +272,21 @@ def test_classifier_guidance_raises_the_target_probability(setup):
     assert odds[0] < odds[1] < odds[2] and odds[2] > odds[0] + 0.1, odds
 
 
-def test_stargan_translates_the_same_images(setup):
+def train_tiny_stargan(setup):
     from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
 
-    model = setup["root"] / "stargan"
     tiny = dict(base_dim=8, max_conv_dim=16, style_dim=8, latent_dim=4, mapping_dim=16)
     cfg = StarGANTrainConfig(
         **tiny, g_downsamplings=2, batch_size=4, max_steps=2, checkpoint_every=2,
         n_sample_per_domain=1,
     )  # fmt: skip
-    train_stargan(setup["store"], setup["split"], model, cfg, progress=False)
+    train_stargan(setup["store"], setup["split"], setup["root"] / "stargan", cfg, progress=False)
+
+
+def test_stargan_translates_the_same_images(setup):
+    model = setup["root"] / "stargan"
+    if not model.exists():
+        train_tiny_stargan(setup)
 
     def run(scale, name, batch_size=3):
         out = setup["root"] / name
@@ -261,21 +345,15 @@ def test_difference_scores_exact_values():
     original[0, 1, 1] = 0.5  # a bright spot the counterfactual removed
     counterfactual[0, 2, 2] = 0.25  # and a spot it added
     original[1] = 0.1
-    lungs = np.zeros((2, 4, 4), np.uint8)
-    lungs[:, :, :2] = 1
-    lungs[:, :, 2:] = 2
-    lungs[1] = np.minimum(lungs[1], 1)  # a 0/1 mask: no sides
-    s = difference_scores(original, counterfactual, original, lungs, top_fraction=2 / 16)
+    s = difference_scores(original, counterfactual, original, top_fraction=2 / 16)
     np.testing.assert_allclose(s["sum_abs"], [0.75, 1.6], rtol=1e-6)
     np.testing.assert_allclose(s["mean_abs"], [0.75 / 16, 0.1], rtol=1e-6)
     np.testing.assert_allclose(s["top_mean_abs"], [0.375, 0.1], rtol=1e-6)
     np.testing.assert_allclose(s["sum_removed"], [0.5, 1.6], rtol=1e-6)
     np.testing.assert_allclose(s["guided_sum_abs"], s["sum_abs"], rtol=1e-6)
-    np.testing.assert_allclose(s["lung_sum_abs"], [0.75, 1.6], rtol=1e-6)
-    np.testing.assert_allclose(s["right_lung_sum_abs"], [0.5, np.nan], rtol=1e-6)
-    np.testing.assert_allclose(s["left_lung_sum_abs"], [0.25, np.nan], rtol=1e-6)
     assert s["hpf_energy"][0] > 0 and s["hpf_energy"][1] < 1e-10  # a constant has no HF
-    assert np.isnan(difference_scores(original, counterfactual, original)["lung_sum_abs"]).all()
+    assert np.isnan(difference_scores(original, counterfactual, None)["guided_sum_abs"]).all()
+    assert set(s) == set(COLUMNS)
     np.testing.assert_allclose(top_mean(np.arange(10.0)[None], 0.01), [9.0])
 
 

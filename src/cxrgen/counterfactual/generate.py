@@ -211,7 +211,6 @@ def make_counterfactuals(
         method, scale_name(scale), cfg.target_class, len(images), how,
     )  # fmt: skip
     recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
-    with_lungs = images.has("lung_masks")
     shape = (len(images), *images.shape)
     scores = []
     bar = tqdm(total=len(images), desc=f"{method} {scale_name(scale)}", unit="img",
@@ -228,20 +227,21 @@ def make_counterfactuals(
             cf_out[start:stop] = cf
             diff_out[start:stop] = diff
             abs_out[start:stop] = np.abs(diff)
-            lungs = images.rows(start, stop, "lung_masks") if with_lungs else None
             # the change made by guidance alone: against the decoded latent (diffusion only)
             recon = None if method == "stargan" else np.asarray(recons[start:stop])
             stats = difference_scores(
-                original, cf, recon, lungs,
-                cfg.top_fraction, cfg.highpass_cutoff,
+                original, cf, recon, cfg.top_fraction, cfg.highpass_cutoff,
             )  # fmt: skip
             scores.append(pd.DataFrame(stats))
             bar.update(stop - start)
     bar.close()
-    ids = images.table[["row", "store_row", "image_id", "patient_id", "class_name", "label"]]
+    # ids and labels ride along for scoring; no score above was computed from them
+    ids = images.table[["row", "split", "store_row", "image_id", "patient_id", "class_name",
+                        "label"]]  # fmt: skip
     table = pd.concat([ids.reset_index(drop=True), pd.concat(scores, ignore_index=True)], axis=1)
     table.insert(1, "method", method)
     table.insert(2, "scale", float(scale))
+    table.insert(3, "label_informed", bool(meta.get("label_informed", False)))
     io.write_parquet(out_dir / "scores.parquet", table)
     write_examples(out_dir / "examples.png", images, table, latents_dir, out_dir, cfg.target_class)
     provenance.write(

@@ -1,4 +1,4 @@
-"""Stage ``invert``: every image of a split encoded to its DDIM latent at depth L, and decoded back.
+"""Stage ``invert``: every image of the evaluated splits encoded to its DDIM latent at depth L.
 
 ``invert_split(model_dir, store_dir, split_dir, out_dir, cfg)`` writes to ``out_dir``:
 
@@ -6,14 +6,22 @@
 * ``reconstructions.npy``: float32 (N, H, W) in [0, 1], each latent decoded with the same
   conditioning and no guidance (the exactness check of the inversion; the counterfactual
   stage also measures what guidance changed against it);
-* ``index.parquet``: row (of the two arrays), store_row, image_id, patient_id, class_name,
-  label, cond_label, recon_psnr (dB, [0, 1] data range), recon_max_abs, recon_mae,
-  latent_std;
+* ``index.parquet``: row (of the two arrays), split, store_row, image_id, patient_id,
+  class_name, label, cond_label, recon_psnr (dB, [0, 1] data range), recon_max_abs,
+  recon_mae, latent_std;
 * ``trajectory.json``: the DDIM timesteps and conditioning, which every counterfactual decodes
   with; ``provenance.json``.
 
 Both arrays are streamed batch by batch into memory maps: memory is bounded by the batch size.
 Nothing is random, so the result does not depend on the batch size.
+
+Inference is label-blind by default: every image is encoded with the same class (the null
+class, ``unconditional``, or the counterfactual's target class, ``target``), so no image's
+label reaches its own latent, reconstruction or anything computed from them. The
+``label_informed`` conditioning (each image encoded with its own class: the abduction step of a
+counterfactual *explanation* of an image whose label is known) is kept for that use only;
+its trajectory says so and the evaluation keeps its numbers out of detection, severity and
+the headline.
 """
 
 from __future__ import annotations
@@ -39,31 +47,38 @@ from cxrgen.training.data import load_split
 
 log = logging.getLogger(__name__)
 
-CONDITIONINGS = ("label", "unconditional")
+LABEL_INFORMED = "label_informed"
+CONDITIONINGS = ("unconditional", "target", LABEL_INFORMED)
 
 
 @dataclass(frozen=True)
 class InvertConfig:
     """How to invert.
 
-    split: the images to invert (the paper: every validation image). steps: DDIM steps from
-    the image to the latent (and back). depth: L as a fraction of the training timesteps
-    (Wolleb et al.: 500 of 1000 = 0.5). conditioning: the class the UNet is given while
-    encoding and reconstructing, 'label' (the image's own) or 'unconditional' (the null class
-    of classifier-free guidance).
+    splits: the splits whose images are inverted, in this order (the calibration split, on
+    which settings are chosen, and the test split, on which they are reported). steps: DDIM
+    steps from the image to the latent (and back). depth: L as a fraction of the training
+    timesteps (Wolleb et al.: 500 of 1000 = 0.5). conditioning: the class the UNet is given
+    while encoding and reconstructing, the same for every image: 'unconditional' (the null
+    class of classifier-free guidance) or 'target' (``target_class``, as Wolleb et al.
+    encode); 'label_informed' gives each image its own class (reads the labels: counterfactual
+    explanations only, never a detection result). target_class: the class of 'target'.
     batch_size: images per forward pass (the result does not depend on it). precision: 'bf16'
     autocast on CUDA or 'fp32' (CPU always float32). device: auto/cpu/cuda.
     """
 
-    split: str = "valid"
+    splits: tuple[str, ...] = ("calibration", "test")
     steps: int = 50
     depth: float = 0.5
-    conditioning: str = "label"
+    conditioning: str = "unconditional"
+    target_class: str = "Normal"
     batch_size: int = 16
     precision: str = "bf16"
     device: str = "auto"
 
     def __post_init__(self):
+        check(len(self.splits) >= 1, "splits needs at least one split name")
+        check(len(set(self.splits)) == len(self.splits), f"splits has duplicates: {self.splits}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         check(0 < self.depth <= 1, f"depth must be in (0, 1], got {self.depth}")
         check(
@@ -111,25 +126,52 @@ class ImageSet:
         return np.asarray(raw, dtype=np.float32) / np.float32(top)
 
 
-def image_set(store_dir: Path, split_dir: Path, split: str) -> ImageSet:
-    """Labelled images of ``split`` in store-row order, with their ids."""
-    data = load_split(store_dir, split_dir, split)
-    order = np.argsort(data.rows, kind="stable")
+def image_set(store_dir: Path, split_dir: Path, splits: str | tuple[str, ...]) -> ImageSet:
+    """Labelled images of ``splits`` (in that order; store-row order within each), with ids.
+
+    The labels are carried for scoring only: nothing label-blind computes with them.
+    """
+    splits = (splits,) if isinstance(splits, str) else tuple(splits)
     ids = pd.read_parquet(split_dir / "split.parquet", columns=["row", "image_id", "patient_id"])
     ids = ids.set_index("row")
-    rows = data.rows[order]
-    labels = data.labels[order]
-    table = pd.DataFrame(
-        {
-            "row": np.arange(len(rows)),
-            "store_row": rows,
-            "image_id": ids.loc[rows, "image_id"].astype(str).to_numpy(),
-            "patient_id": ids.loc[rows, "patient_id"].astype(str).to_numpy(),
-            "class_name": np.array(data.classes, dtype=object)[labels],
-            "label": labels,
-        }
-    )
-    return ImageSet(Path(store_dir), tuple(data.classes), table)
+    frames, classes = [], None
+    for name in splits:
+        data = load_split(store_dir, split_dir, name)
+        classes = data.classes
+        order = np.argsort(data.rows, kind="stable")
+        rows, labels = data.rows[order], data.labels[order]
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": name,
+                    "store_row": rows,
+                    "image_id": ids.loc[rows, "image_id"].astype(str).to_numpy(),
+                    "patient_id": ids.loc[rows, "patient_id"].astype(str).to_numpy(),
+                    "class_name": np.array(data.classes, dtype=object)[labels],
+                    "label": labels,
+                }
+            )
+        )
+    table = pd.concat(frames, ignore_index=True)
+    table.insert(0, "row", np.arange(len(table)))
+    return ImageSet(Path(store_dir), tuple(classes), table)
+
+
+def conditioning_labels(
+    cfg: InvertConfig, table: pd.DataFrame, classes: list[str], null: int
+) -> np.ndarray:
+    """The class every image is encoded with: one class for all unless label-informed."""
+    if cfg.conditioning == LABEL_INFORMED:
+        log.warning(
+            "conditioning 'label_informed': each image is encoded with its own label; the "
+            "results explain known labels and are not a detection or severity result"
+        )
+        return table["label"].to_numpy(np.int64)
+    if cfg.conditioning == "target":
+        if cfg.target_class not in classes:
+            raise DataError(f"invert.target_class {cfg.target_class!r} is not one of {classes}")
+        return np.full(len(table), classes.index(cfg.target_class), np.int64)
+    return np.full(len(table), null, np.int64)
 
 
 def check_model_fits(unet, classes: list[str], images: ImageSet) -> None:
@@ -157,7 +199,9 @@ def write_trajectory(path: Path, traj: Trajectory, cfg: InvertConfig, classes: l
             "steps": cfg.steps,
             "depth": cfg.depth,
             "conditioning": cfg.conditioning,
-            "split": cfg.split,
+            "label_informed": cfg.conditioning == LABEL_INFORMED,
+            "target_class": cfg.target_class if cfg.conditioning == "target" else None,
+            "splits": list(cfg.splits),
             "classes": classes,
         },
     )
@@ -200,21 +244,21 @@ def invert_split(
     cfg: InvertConfig,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Invert every labelled image of ``cfg.split``; return the index table (also written)."""
+    """Invert every labelled image of ``cfg.splits``; return the index table (also written)."""
     model_dir, store_dir, split_dir, out_dir = map(Path, (model_dir, store_dir, split_dir, out_dir))
     device = resolve_device(cfg.device)
     unet, scheduler, classes = load_diffusion(model_dir, device)
-    images = image_set(store_dir, split_dir, cfg.split)
+    images = image_set(store_dir, split_dir, cfg.splits)
     check_model_fits(unet, classes, images)
     traj = trajectory(scheduler, cfg.steps, cfg.depth)
     log.info(
         "inverting %d %s images: %d DDIM steps to t = %d of %d, conditioning %s, batch %d on %s",
-        len(images), cfg.split, cfg.steps, traj.depth_timestep,
+        len(images), "+".join(cfg.splits), cfg.steps, traj.depth_timestep,
         scheduler.config.num_train_timesteps, cfg.conditioning, cfg.batch_size, device,
     )  # fmt: skip
     table = images.table.copy()
     null = guidance.null_label(unet)
-    table["cond_label"] = table["label"] if cfg.conditioning == "label" else null
+    table["cond_label"] = conditioning_labels(cfg, table, classes, null)
     shape = (len(images), *images.shape)
     stats = []
     bar = tqdm(total=len(images), desc="invert", unit="img", disable=not progress)

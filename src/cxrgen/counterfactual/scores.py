@@ -4,9 +4,10 @@
 256x256 image contributes at most 65,536). The others are what the evaluation compares it
 with: the mean of the top fraction of |d| (a small lesion is not drowned by the rest of the
 image), the sum of the positive part (opacities are bright: removing one makes the
-counterfactual darker), the energy of the high-pass filtered map, the change made by guidance
-alone (|reconstruction - counterfactual|, free of the inversion error), and sums inside the
-lungs and per lung where a lung mask exists (labels 1 = right lung, 2 = left lung, or 0/1).
+counterfactual darker), the energy of the high-pass filtered map and the change made by
+guidance alone (|reconstruction - counterfactual|, free of the inversion error). None of them
+reads a mask: a score may only use what a real data set has, the image and its counterfactual
+(the phantoms' true lung and lesion masks are for scoring, in the evaluation).
 """
 
 from __future__ import annotations
@@ -23,9 +24,6 @@ COLUMNS = (
     "sum_removed",
     "hpf_energy",
     "guided_sum_abs",
-    "lung_sum_abs",
-    "right_lung_sum_abs",
-    "left_lung_sum_abs",
 )
 
 
@@ -40,13 +38,12 @@ def difference_scores(
     original: np.ndarray,
     counterfactual: np.ndarray,
     reconstruction: np.ndarray | None,
-    lung_masks: np.ndarray | None = None,
     top_fraction: float = 0.01,
     highpass_cutoff: float = 0.25,
 ) -> dict[str, np.ndarray]:
     """Statistics of :data:`COLUMNS` for a batch of (B, H, W) images.
 
-    NaN where there is no lung mask (lung sums) or no reconstruction (``guided_sum_abs``).
+    ``guided_sum_abs`` is NaN where there is no reconstruction (a translator's counterfactual).
     """
     diff = (original - counterfactual).astype(np.float32)
     absd = np.abs(diff)
@@ -65,13 +62,4 @@ def difference_scores(
     else:
         change = np.abs(reconstruction - counterfactual)
         out["guided_sum_abs"] = change.sum(axis=(1, 2), dtype=np.float64)
-    if lung_masks is None:
-        out.update(lung_sum_abs=nan, right_lung_sum_abs=nan, left_lung_sum_abs=nan)
-    else:
-        masks = np.asarray(lung_masks)
-        out["lung_sum_abs"] = (absd * (masks > 0)).sum(axis=(1, 2), dtype=np.float64)
-        labelled = masks.reshape(n, -1).max(axis=1) >= 2  # per image: 0/1 masks have no sides
-        for name, value in (("right_lung_sum_abs", 1), ("left_lung_sum_abs", 2)):
-            inside = (absd * (masks == value)).sum(axis=(1, 2), dtype=np.float64)
-            out[name] = np.where(labelled, inside, nan)
     return out
