@@ -111,7 +111,7 @@ def test_hand_computed_example_in_table():
     # AP: ranked 0.8(+) 0.4(-) 0.35(+) 0.1(-): 0.5 * 1 + 0.5 * 2/3 = 5/6
     table = scores_table("cfg", 3.0, [0, 0, 1, 1], sum_abs=[0.1, 0.4, 0.35, 0.8])
     det = detection_table(table, ["sum_abs"], n_boot=100)
-    assert list(det.columns) == list(COLUMNS)
+    assert list(det.columns) == [*COLUMNS, "split"]
     assert len(det) == 2
     row = det.set_index("metric")
     assert row.loc["auroc", "value"] == pytest.approx(0.75, abs=1e-12)
@@ -192,7 +192,7 @@ def test_reference_rows():
         }
     )
     ref = reference_rows(prob, n_boot=100)
-    assert list(ref.columns) == list(COLUMNS)
+    assert list(ref.columns) == [*COLUMNS, "split"]
     clf = ref[ref.method == "classifier"].set_index("metric")
     assert clf.loc["auroc", "value"] == pytest.approx(8 / 9)  # 8 of 9 pairs ordered
     assert (clf["statistic"] == "p_opacity_t0").all() and (clf["source"] == "measured").all()
@@ -247,7 +247,7 @@ def test_table2_means_and_paper_rows():
         ],
         ignore_index=True,
     )
-    t = table2(scores, split_name="test", n_pixels=100)
+    t = table2(scores.assign(split="test"), grid=(10, 10))
     measured = t[t.source == "measured"].set_index(["method", "class_name"])
     assert measured.loc[("cfg", NEG), "mean"] == 2.0
     assert measured.loc[("cfg", NEG), "std"] == pytest.approx(np.sqrt(2.0))
@@ -257,14 +257,21 @@ def test_table2_means_and_paper_rows():
     assert np.isnan(measured.loc[("cg", NEG), "std"])
     assert measured.loc[("cfg", POS), "mean_per_pixel"] == pytest.approx(0.3)
     assert (measured["split"] == "test").all() and len(measured) == 4
+    assert (measured["units"] == "sum of |difference|, intensities in [0, 1], 10x10 grid").all()
     paper = t[t.method == "paper"].set_index("class_name")
     assert paper.loc[NEG, "mean"] == 2721.64 and paper.loc[POS, "mean"] == 3684.64
     assert (paper["source"] == "published").all() and (paper["split"] == "valid").all()
     assert paper["scale"].isna().all()
-    assert paper.loc[POS, "mean_per_pixel"] == pytest.approx(3684.64 / 65536)
+    # the paper states no image size or intensity range: no per-pixel value is made up for it
+    assert paper["mean_per_pixel"].isna().all()
+    assert paper["units"].str.contains("not stated").all()
     without = table2(scores)
-    assert without["mean_per_pixel"].isna().all() and (without.split[:4] == "valid").all()
+    assert without["mean_per_pixel"].isna().all() and (without.split[:4] == "").all()
     pd.testing.assert_series_equal(without["mean"], t["mean"])
+    # one row group per split: the same images split in two give each half's own mean
+    halves = scores.assign(split=["calibration", "test"] * 3 + ["test"])
+    per = table2(halves).query("source == 'measured' and method == 'cfg' and class_name == @NEG")
+    assert per.set_index("split")["mean"].to_dict() == {"calibration": 1.0, "test": 3.0}
     with pytest.raises(DataError, match="non-finite"):
         table2(scores.assign(sum_abs=np.nan))
 

@@ -76,7 +76,7 @@ def test_box_mask_union_of_overlapping_boxes_and_empty_list():
 def test_map_equal_to_boxes_is_perfect():
     maps = masks_of(BOXES).astype(np.float32)
     table = localisation_table(maps, BOXES)
-    assert list(table.columns) == ["metric", "value", "n_images", "threshold"]
+    assert list(table.columns) == ["metric", "value", "n_images", "threshold", "ci_low", "ci_high"]
     for metric in ("pixel_auroc_pooled", "pixel_auroc_mean", "pointing_game", "dice"):
         assert value(table, metric) == pytest.approx(1.0)
     assert (table["n_images"] == len(BOXES)).all()
@@ -196,7 +196,9 @@ def table_for(phantoms, counterfactual, chunk=256, **kwargs):
 def test_ideal_counterfactual_removes_the_lesion_exactly(phantoms):
     original, healthy, lesions, positive = phantoms
     table = table_for(phantoms, healthy)
-    assert list(table.columns) == ["metric", "value", "n_images", "subset", "threshold"]
+    assert list(table.columns) == [
+        "metric", "value", "n_images", "subset", "threshold", "ci_low", "ci_high"
+    ]  # fmt: skip
     lesion = "lesion images"
     assert value(table, "cf_error_inside", lesion) == pytest.approx(0.0)
     assert value(table, "cf_error_outside", lesion) == pytest.approx(0.0)

@@ -5,12 +5,14 @@ An image whose healthy counterfactual differs more from it (a larger statistic o
 a detection score of the positive class (Lung Opacity) against the negative class (Normal).
 This module holds:
 
-* :func:`bootstrap_ci`: a metric with a percentile bootstrap CI, resampled within each class;
-* :func:`detection_table`: AUROC and AP of every (method, scale, statistic), long format;
+* :func:`bootstrap_ci`: a metric with a percentile bootstrap CI that resamples patients;
+* :func:`detection_table`: AUROC and AP of every (method, scale, split, statistic), long
+  format, with patient-level bootstrap intervals;
 * :func:`reference_rows`: the same for the noise-aware classifier's p(opacity | x, t=0), and
   the published AUROC of alpha-GAN (Nakao et al.) on RSNA Lung Opacity vs Normal;
 * :func:`classifier_probabilities`: that probability, batched;
-* :func:`best_setting`: the best measured counterfactual setting (deterministic ties);
+* :func:`best_setting`: the best measured counterfactual setting on a split (the
+  calibration split; deterministic ties);
 * :func:`table2`: the paper's Table 2 (mean sum of |difference| per class) and its values.
 
 Every table carries a ``source`` column: 'measured' for values computed here, a description
@@ -25,18 +27,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
+from cxrgen.evaluation import bootstrap
 
 log = logging.getLogger(__name__)
 
-METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "auroc": roc_auc_score,
-    "ap": average_precision_score,
-}
 COLUMNS = (
     "method", "scale", "statistic", "metric", "value", "ci_low", "ci_high", "n_pos", "n_neg",
     "source",
@@ -49,10 +47,11 @@ NAKAO_METHOD = "alpha-GAN (Nakao et al.)"
 NAKAO_AUROC = 0.838
 NAKAO_SOURCE = "published, RSNA Lung Opacity vs Normal"
 # The paper's Table 2: mean per-image sum of |original - counterfactual| on its valid split,
-# by class (the paper calls the positive class 'Pneumonia'); its images were 256 x 256.
+# by class (the paper calls the positive class 'Pneumonia'). It states neither the image size
+# nor the intensity range the sums were taken over.
 PAPER_TABLE2 = {"Normal": 2721.64, "Lung Opacity": 3684.64}
 PAPER_SPLIT = "valid"
-PAPER_N_PIXELS = 256 * 256
+PAPER_UNITS = "as published: image size and intensity range not stated"
 
 
 def bootstrap_ci(
@@ -62,12 +61,14 @@ def bootstrap_ci(
     n_boot: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
+    groups: np.ndarray | None = None,
 ) -> tuple[float, float, float]:
     """``metric(labels, scores)`` and its (1 - alpha) percentile bootstrap interval.
 
-    Labels are 0/1. Each resample draws the positives and the negatives with replacement
-    separately, so it keeps both class counts and every resample has both classes. Seeded by
-    ``seed`` (a numpy Generator): equal seeds, equal intervals.
+    Labels are 0/1. ``groups`` are the patient ids: each resample draws patients with
+    replacement within their stratum (:func:`cxrgen.evaluation.bootstrap.patient_strata`),
+    all images of a patient together; None treats every image as its own patient (then every
+    resample keeps both class counts). Seeded: equal seeds, equal intervals.
     """
     labels = np.asarray(labels)
     scores = np.asarray(scores, dtype=np.float64)
@@ -75,21 +76,27 @@ def bootstrap_ci(
     check(n_boot >= 1, f"n_boot must be >= 1, got {n_boot}")
     check(0 < alpha < 1, f"alpha must be in (0, 1), got {alpha}")
     check(bool(np.isin(labels, (0, 1)).all()), "labels must be 0 or 1")
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        raise DataError(f"need both classes, got {len(pos)} positive and {len(neg)} negative")
-    # Resampled here, not by scipy.stats.bootstrap (independent samples, the same design):
-    # scipy needs two or more observations per class, a test set may hold a single positive.
-    y = np.r_[np.ones(len(pos), np.int64), np.zeros(len(neg), np.int64)]
-    rng = np.random.default_rng(seed)
-    boot = np.empty(n_boot, np.float64)
+    n_pos = int(labels.sum())
+    if n_pos == 0 or n_pos == len(labels):
+        n_neg = len(labels) - n_pos
+        raise DataError(f"need both classes, got {n_pos} positive and {n_neg} negative")
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    check(groups.shape == labels.shape, "groups and labels: equal length")
+    weights = bootstrap.resample_weights(
+        groups, bootstrap.patient_strata(groups, labels == 1), n_boot, seed
+    )
+    index = np.arange(len(labels))
+    boot = np.full(n_boot, np.nan)
     for b in range(n_boot):
-        resample = np.r_[
-            pos[rng.integers(0, len(pos), len(pos))], neg[rng.integers(0, len(neg), len(neg))]
-        ]
-        boot[b] = metric(y, resample)
-    low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-    return float(metric(y, np.r_[pos, neg])), float(low), float(high)
+        drawn = np.repeat(index, weights[b])
+        if 0 < labels[drawn].sum() < len(drawn):
+            boot[b] = metric(labels[drawn], scores[drawn])
+    low, high = bootstrap.interval(boot, alpha)
+    return float(metric(labels, scores)), low, high
+
+
+# metric name -> (resample weights, 0/1 labels, scores) -> one value per resample
+WEIGHTED = {"auroc": bootstrap.weighted_auroc, "ap": bootstrap.weighted_ap}
 
 
 def _binary(table: pd.DataFrame, positive_class: str, negative_class: str) -> pd.DataFrame:
@@ -101,21 +108,34 @@ def _binary(table: pd.DataFrame, positive_class: str, negative_class: str) -> pd
     return rows.assign(_y=(rows["class_name"] == positive_class).astype(np.int64))
 
 
-def _metric_rows(
-    y: np.ndarray, values: np.ndarray, key: dict, n_boot: int, seed: int
-) -> list[dict]:
+def _metric_rows(y: np.ndarray, values: np.ndarray, key: dict, weights: np.ndarray) -> list[dict]:
+    """AUROC and AP of ``values`` with the percentile interval over the resample ``weights``."""
     n_pos = int(y.sum())
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         raise DataError(f"{key}: need both classes, got {n_pos} positive and {n_neg} negative")
     rows = []
-    for name, metric in METRICS.items():
-        value, low, high = bootstrap_ci(y, values, metric, n_boot=n_boot, seed=seed)
+    for name, weighted in WEIGHTED.items():
+        value = float(weighted(y, values)[0])
+        low, high = bootstrap.interval(weighted(y, values, weights))
         rows.append(
             {**key, "metric": name, "value": value, "ci_low": low, "ci_high": high,
              "n_pos": n_pos, "n_neg": n_neg, "source": MEASURED}
         )  # fmt: skip
     return rows
+
+
+def _patients(group: pd.DataFrame) -> np.ndarray:
+    """Patient ids of the rows (each row its own patient where the table has none)."""
+    if "patient_id" in group.columns:
+        return group["patient_id"].astype(str).to_numpy()
+    return group["image_id"].astype(str).to_numpy()
+
+
+def _weights(group: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
+    patients = _patients(group)
+    strata = bootstrap.patient_strata(patients, group["_y"].to_numpy() == 1)
+    return bootstrap.resample_weights(patients, strata, n_boot, seed)
 
 
 def detection_table(
@@ -126,16 +146,16 @@ def detection_table(
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """AUROC and AP (with bootstrap CIs) of each statistic as a score of ``positive_class``.
+    """AUROC and AP (with patient bootstrap CIs) of each statistic as a score of ``positive_class``.
 
-    ``scores``: scores.parquet tables concatenated (columns method, scale, class_name and the
-    statistics). Rows of other classes are ignored. One row per (method, scale, statistic,
-    metric) with columns :data:`COLUMNS`; a statistic with any non-finite value in a
-    (method, scale) (lung sums without lung masks, ``guided_sum_abs`` of stargan) is skipped
-    there. Within a (method, scale) the images are ordered by image_id and every cell is
-    resampled with the same ``seed`` (common resamples: the CIs of two statistics of one
-    setting come from the same resampled images), so the table does not depend on the order
-    of the input rows.
+    ``scores``: scores.parquet tables concatenated (columns method, scale, class_name, the
+    statistics, and where present split, patient_id, label_informed). Rows of other classes
+    are ignored. One row per (method, scale, split, statistic, metric) with columns
+    :data:`COLUMNS` (+ split, label_informed); a statistic with any non-finite value in a
+    (method, scale) (``guided_sum_abs`` of stargan) is skipped there. Within a (method,
+    scale, split) the images are ordered by image_id and every statistic is resampled with
+    the same patient draws (common resamples), so the table does not depend on the order of
+    the input rows.
     """
     missing = [c for c in ("method", "scale", *statistics) if c not in scores.columns]
     if missing:
@@ -143,16 +163,22 @@ def detection_table(
     rows = _binary(scores, positive_class, negative_class)
     if rows.empty:
         raise DataError(f"no rows of class {positive_class!r} or {negative_class!r}")
+    if "split" not in rows.columns:
+        rows = rows.assign(split="")
+    informed = "label_informed" in rows.columns
     out = []
-    for (method, scale), group in rows.groupby(["method", "scale"], sort=True, dropna=False):
+    for (method, scale, split), group in rows.groupby(
+        ["method", "scale", "split"], sort=True, dropna=False
+    ):
         if "image_id" in group.columns:
             if group["image_id"].duplicated().any():
                 raise DataError(
                     f"{method} scale {scale}: an image appears twice (tables repeated?)"
                 )
-            # resamples are drawn by position: fix it by image, not by the row order of the input
+            # resamples are drawn by patient id: fix the order by image, not by the input
             group = group.sort_values("image_id", kind="mergesort")
         y = group["_y"].to_numpy()
+        weights = _weights(group, n_boot, seed)
         for statistic in statistics:
             values = group[statistic].to_numpy(dtype=np.float64)
             if not np.isfinite(values).all():
@@ -160,9 +186,12 @@ def detection_table(
                     "%s scale %s: %s has non-finite values, skipped", method, scale, statistic
                 )
                 continue
-            key = {"method": method, "scale": scale, "statistic": statistic}
-            out.extend(_metric_rows(y, values, key, n_boot, seed))
-    return pd.DataFrame(out, columns=list(COLUMNS))
+            key = {"method": method, "scale": scale, "split": split, "statistic": statistic}
+            if informed:
+                key["label_informed"] = bool(group["label_informed"].any())
+            out.extend(_metric_rows(y, values, key, weights))
+    columns = [*COLUMNS, "split"] + (["label_informed"] if informed else [])
+    return pd.DataFrame(out, columns=columns)
 
 
 def reference_rows(
@@ -175,8 +204,9 @@ def reference_rows(
     """Rows to compare :func:`detection_table` with, in its format (:data:`COLUMNS`).
 
     The noise-aware classifier (method 'classifier', statistic 'p_opacity_t0', AUROC and AP
-    with bootstrap CIs of ``classifier_prob``: columns image_id, class_name, p_positive; none
-    if it is None) and the published AUROC of alpha-GAN (Nakao et al.), without CI or counts.
+    with patient bootstrap CIs of ``classifier_prob``: columns image_id, class_name,
+    p_positive, and where present split and patient_id; none if it is None) and the
+    published AUROC of alpha-GAN (Nakao et al.), without CI or counts.
     """
     out = []
     if classifier_prob is not None:
@@ -184,20 +214,25 @@ def reference_rows(
         if missing:
             raise DataError(f"classifier probabilities lack columns {missing}")
         rows = _binary(classifier_prob, positive_class, negative_class)
-        if rows["image_id"].duplicated().any():
-            raise DataError("classifier probabilities: an image appears twice")
-        rows = rows.sort_values("image_id", kind="mergesort")
-        values = rows["p_positive"].to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise DataError("classifier probabilities: non-finite values")
-        key = {"method": CLASSIFIER_METHOD, "scale": np.nan, "statistic": CLASSIFIER_STATISTIC}
-        out.extend(_metric_rows(rows["_y"].to_numpy(), values, key, n_boot, seed))
+        if "split" not in rows.columns:
+            rows = rows.assign(split="")
+        for split, group in rows.groupby("split", sort=True):
+            if group["image_id"].duplicated().any():
+                raise DataError("classifier probabilities: an image appears twice")
+            group = group.sort_values("image_id", kind="mergesort")
+            values = group["p_positive"].to_numpy(dtype=np.float64)
+            if not np.isfinite(values).all():
+                raise DataError("classifier probabilities: non-finite values")
+            key = {"method": CLASSIFIER_METHOD, "scale": np.nan, "split": split,
+                   "statistic": CLASSIFIER_STATISTIC}  # fmt: skip
+            weights = _weights(group, n_boot, seed)
+            out.extend(_metric_rows(group["_y"].to_numpy(), values, key, weights))
     out.append(
         {"method": NAKAO_METHOD, "scale": np.nan, "statistic": "published", "metric": "auroc",
          "value": NAKAO_AUROC, "ci_low": np.nan, "ci_high": np.nan, "n_pos": np.nan,
-         "n_neg": np.nan, "source": NAKAO_SOURCE}
+         "n_neg": np.nan, "source": NAKAO_SOURCE, "split": "published"}
     )  # fmt: skip
-    return pd.DataFrame(out, columns=list(COLUMNS))
+    return pd.DataFrame(out, columns=[*COLUMNS, "split"])
 
 
 @torch.no_grad()
@@ -238,10 +273,14 @@ def classifier_probabilities(
     return out
 
 
-def best_setting(detection: pd.DataFrame, metric: str = "auroc") -> pd.Series:
-    """The measured counterfactual row with the highest ``metric`` value.
+def best_setting(
+    detection: pd.DataFrame, metric: str = "auroc", split: str | None = None
+) -> pd.Series:
+    """The measured counterfactual row with the highest ``metric`` value (on ``split``).
 
-    Reference rows (source other than 'measured', method 'classifier') are not candidates.
+    ``split``: the rows of that split only (the calibration split: a setting is chosen there
+    and reported on the test split); None: every row. Reference rows (source other than
+    'measured', method 'classifier') and label-informed rows are not candidates.
     Ties go to the lowest method name, then scale, then statistic, so the choice is
     deterministic.
     """
@@ -252,8 +291,12 @@ def best_setting(detection: pd.DataFrame, metric: str = "auroc") -> pd.Series:
     ]
     if "source" in rows.columns:
         rows = rows[rows["source"] == MEASURED]
+    if "label_informed" in rows.columns:
+        rows = rows[~rows["label_informed"].astype(bool)]
+    if split is not None:
+        rows = rows[rows["split"] == split]
     if rows.empty:
-        raise DataError(f"no measured counterfactual rows of metric {metric!r}")
+        raise DataError(f"no label-blind measured rows of metric {metric!r} (split {split})")
     ordered = rows.sort_values(
         ["value", "method", "scale", "statistic"],
         ascending=[False, True, True, True],
@@ -262,32 +305,41 @@ def best_setting(detection: pd.DataFrame, metric: str = "auroc") -> pd.Series:
     return ordered.iloc[0]
 
 
-def table2(
-    scores: pd.DataFrame, split_name: str = "valid", n_pixels: int | None = None
-) -> pd.DataFrame:
+def table2(scores: pd.DataFrame, grid: tuple[int, int] | None = None) -> pd.DataFrame:
     """The paper's Table 2: mean, std (ddof 1) and n of per-image ``sum_abs``, with its values.
 
-    One row per (method, scale, class_name) of ``scores`` (concatenated scores.parquet
-    tables of split ``split_name``), source 'measured', then the paper's rows (method 'paper',
-    scale NaN, split 'valid', std and n NaN, source 'published'; its 'Pneumonia' is class
-    'Lung Opacity' here). ``mean_per_pixel`` = mean / number of pixels: for measured rows
-    ``n_pixels`` (the images' H * W); for the paper's rows 65,536, assuming its images were
-    256 x 256 as it states; all NaN when ``n_pixels`` is None (nothing to compare with).
+    One row per (split, method, scale, class_name) of ``scores`` (concatenated scores.parquet
+    tables; split '' where they have no split column), source 'measured', then the paper's
+    rows (method 'paper', scale NaN, split 'valid', std and n NaN, source 'published'; its
+    'Pneumonia' is class 'Lung Opacity' here). ``units`` says what a value is: the measured
+    sums are of |original - counterfactual| with intensities in [0, 1] over the images' grid
+    (``grid`` = (H, W)), so ``mean_per_pixel`` = mean / (H W) compares grids; the paper states
+    neither its intensity range nor its image size, so its rows have no per-pixel value and
+    are not comparable in absolute terms (only the ratio between the classes is).
     """
     missing = [c for c in ("method", "scale", "class_name", "sum_abs") if c not in scores.columns]
     if missing:
         raise DataError(f"scores table lacks columns {missing}")
-    if n_pixels is not None:
-        check(n_pixels >= 1, f"n_pixels must be >= 1, got {n_pixels}")
+    if grid is not None:
+        check(len(grid) == 2 and min(grid) >= 1, f"grid must be (H, W) >= 1, got {grid}")
     if not np.isfinite(scores["sum_abs"].to_numpy(dtype=np.float64)).all():
         raise DataError("sum_abs has non-finite values")
+    if "split" not in scores.columns:
+        scores = scores.assign(split="")
     measured = (
-        scores.groupby(["method", "scale", "class_name"], sort=True, dropna=False)["sum_abs"]
+        scores.groupby(["split", "method", "scale", "class_name"], sort=True, dropna=False)[
+            "sum_abs"
+        ]
         .agg(mean="mean", std="std", n="size")
         .reset_index()
-        .assign(split=split_name, source=MEASURED)
+        .assign(source=MEASURED)
     )
-    measured["mean_per_pixel"] = measured["mean"] / n_pixels if n_pixels else np.nan
+    if grid is None:
+        measured["mean_per_pixel"] = np.nan
+        measured["units"] = "sum of |difference|, intensities in [0, 1]"
+    else:
+        measured["mean_per_pixel"] = measured["mean"] / (grid[0] * grid[1])
+        measured["units"] = f"sum of |difference|, intensities in [0, 1], {grid[0]}x{grid[1]} grid"
     paper = pd.DataFrame(
         {
             "method": "paper",
@@ -298,10 +350,12 @@ def table2(
             "n": np.nan,
             "split": PAPER_SPLIT,
             "source": "published",
+            "mean_per_pixel": np.nan,
+            "units": PAPER_UNITS,
         }
     )
-    paper["mean_per_pixel"] = paper["mean"] / PAPER_N_PIXELS if n_pixels else np.nan
     columns = [
-        "split", "method", "scale", "class_name", "mean", "std", "n", "mean_per_pixel", "source",
+        "split", "method", "scale", "class_name", "mean", "std", "n", "mean_per_pixel", "units",
+        "source",
     ]  # fmt: skip
     return pd.concat([measured[columns], paper[columns]], ignore_index=True)

@@ -33,12 +33,13 @@ import pandas as pd
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
+from cxrgen.evaluation import bootstrap
 from cxrgen.evaluation.localisation import MAX_POOLED_PIXELS, mask_agreement
 
 log = logging.getLogger(__name__)
 
 LESION, NORMAL = "lesion images", "normal images"
-COLUMNS = ("metric", "value", "n_images", "subset", "threshold")
+COLUMNS = ("metric", "value", "n_images", "subset", "threshold", "ci_low", "ci_high")
 
 
 def _float_images(name: str, array: np.ndarray, shape: tuple[int, ...]) -> None:
@@ -85,10 +86,13 @@ def lesion_agreement(
     max_pixels: int = MAX_POOLED_PIXELS,
     seed: int = 0,
     rows: np.ndarray | None = None,
+    groups: Sequence | None = None,
+    n_boot: int = 0,
 ) -> pd.DataFrame:
     """Pixel AUROC, pointing game and Dice of the maps vs the true lesion masks (lesion images).
 
-    ``rows``: the lesion images (:func:`lesion_rows`), when the caller has them already.
+    ``rows``: the lesion images to score (:func:`lesion_rows`, or those of one split).
+    ``groups``: the patient id of every row (N) for ``n_boot`` patient resamples.
     """
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
     _check_shapes(anomaly_maps, lesion_masks)
@@ -96,29 +100,29 @@ def lesion_agreement(
     def masks_of(rows: np.ndarray) -> np.ndarray:
         return np.asarray(lesion_masks[rows]) != 0
 
-    rows = lesion_rows(lesion_masks, chunk) if rows is None else rows
-    table = mask_agreement(anomaly_maps, rows, masks_of, thresholds, chunk, max_pixels, seed)
+    rows = lesion_rows(lesion_masks, chunk) if rows is None else np.asarray(rows, dtype=np.int64)
+    ids = None if groups is None else np.asarray(groups)[rows]
+    table = mask_agreement(
+        anomaly_maps, rows, masks_of, thresholds, chunk, max_pixels, seed, ids, n_boot
+    )
     return table.assign(subset=LESION)[list(COLUMNS)]
 
 
-def counterfactual_errors(
+def image_errors(
     original: np.ndarray,
     counterfactual: np.ndarray,
     healthy: np.ndarray,
     lesion_masks: np.ndarray,
-    is_positive: Sequence[bool],
     chunk: int = 256,
 ) -> pd.DataFrame:
-    """Error of the counterfactuals against the true healthy images (see the module docstring)."""
+    """Per image: mean |cf - healthy| and |original - healthy| inside and outside the lesion
+    (cf_in, cf_out, orig_in, orig_out; NaN for an empty region), the mean |cf - original|
+    (change) and whether the lesion mask has a pixel (has_lesion)."""
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
     shape = _check_shapes(counterfactual, lesion_masks, "counterfactuals")
     for name, array in (("original", original), ("counterfactual", counterfactual)):
         _float_images(name, array, shape)
     _float_images("healthy", healthy, shape)
-    positive = np.asarray(is_positive, dtype=bool)
-    if positive.shape != (len(counterfactual),):
-        raise DataError(f"{positive.size} labels for {len(counterfactual)} images")
-
     n = len(counterfactual)
     has_lesion = np.zeros(n, dtype=bool)
     errors = {k: np.full(n, np.nan) for k in ("cf_in", "cf_out", "orig_in", "orig_out", "change")}
@@ -136,32 +140,84 @@ def counterfactual_errors(
         errors["orig_in"][part] = _masked_mean(orig_err, lesion)
         errors["orig_out"][part] = _masked_mean(orig_err, ~lesion)
         errors["change"][part] = np.abs(cf - orig).mean(axis=1, dtype=np.float64)
-    if (positive & ~has_lesion).any():
+    return pd.DataFrame({**errors, "has_lesion": has_lesion})
+
+
+def error_summary(
+    errors: pd.DataFrame,
+    is_positive: Sequence[bool],
+    rows: np.ndarray | None = None,
+    groups: Sequence | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The counterfactual-error rows of the module docstring from :func:`image_errors`.
+
+    ``rows``: the images to summarise (None: all). ``groups``: the patient id of every image,
+    for ``n_boot`` patient resamples (ci_low, ci_high; the removed fraction is resampled as
+    the ratio of the resampled means).
+    """
+    positive = np.asarray(is_positive, dtype=bool)
+    if positive.shape != (len(errors),):
+        raise DataError(f"{positive.size} labels for {len(errors)} images")
+    chosen = np.ones(len(errors), bool)
+    if rows is not None:
+        chosen[:] = False
+        chosen[np.asarray(rows, dtype=np.int64)] = True
+    has_lesion = errors["has_lesion"].to_numpy(bool)
+    if (positive & ~has_lesion & chosen).any():
         log.warning(
-            "%d positive images have an empty lesion mask", int((positive & ~has_lesion).sum())
+            "%d positive images have an empty lesion mask",
+            int((positive & ~has_lesion & chosen).sum()),
         )
-    with_lesion = np.flatnonzero(has_lesion)
+    ids = np.arange(len(errors)).astype(str) if groups is None else np.asarray(groups).astype(str)
 
-    def mean(values: np.ndarray, rows: np.ndarray) -> tuple[float, int]:
-        kept = values[rows][np.isfinite(values[rows])]
-        return (float(kept.mean()) if len(kept) else np.nan), len(kept)
+    def summary(key: str, subset: np.ndarray):
+        values = errors[key].to_numpy(np.float64)[subset]
+        finite = np.isfinite(values)
+        value = float(values[finite].mean()) if finite.any() else np.nan
+        if not n_boot or not finite.any():
+            return value, int(finite.sum()), None
+        weights = bootstrap.resample_weights(ids[subset], np.ones(len(subset)), n_boot, seed)
+        return value, int(finite.sum()), bootstrap.weighted_mean(values, weights)
 
-    rows = []
+    def ci(boot) -> tuple[float, float]:
+        return (np.nan, np.nan) if boot is None else bootstrap.interval(boot)
+
+    lesion = np.flatnonzero(has_lesion & chosen)
+    out, boots = [], {}
     for metric, key in (
         ("cf_error_inside", "cf_in"),
         ("cf_error_outside", "cf_out"),
         ("original_error_inside", "orig_in"),
         ("original_error_outside", "orig_out"),
     ):
-        rows.append((metric, *mean(errors[key], with_lesion), LESION, np.nan))
-    (cf_in, n_in), (orig_in, _) = (
-        mean(errors["cf_in"], with_lesion),
-        mean(errors["orig_in"], with_lesion),
-    )
+        value, n, boots[key] = summary(key, lesion)
+        out.append((metric, value, n, LESION, np.nan, *ci(boots[key])))
+    cf_in, n_in = out[0][1], out[0][2]
+    orig_in = out[2][1]
     removed = 1.0 - cf_in / orig_in if orig_in > 0 else np.nan
-    rows.append(("lesion_removed_fraction", removed, n_in, LESION, np.nan))
-    rows.append(("cf_change", *mean(errors["change"], np.flatnonzero(~positive)), NORMAL, np.nan))
-    return pd.DataFrame(rows, columns=list(COLUMNS))
+    removed_ci = (np.nan, np.nan)
+    if boots["cf_in"] is not None and boots["orig_in"] is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            removed_ci = bootstrap.interval(1.0 - boots["cf_in"] / boots["orig_in"])
+    out.append(("lesion_removed_fraction", removed, n_in, LESION, np.nan, *removed_ci))
+    value, n, boot = summary("change", np.flatnonzero(~positive & chosen))
+    out.append(("cf_change", value, n, NORMAL, np.nan, *ci(boot)))
+    return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def counterfactual_errors(
+    original: np.ndarray,
+    counterfactual: np.ndarray,
+    healthy: np.ndarray,
+    lesion_masks: np.ndarray,
+    is_positive: Sequence[bool],
+    chunk: int = 256,
+) -> pd.DataFrame:
+    """Error of the counterfactuals against the true healthy images (see the module docstring)."""
+    errors = image_errors(original, counterfactual, healthy, lesion_masks, chunk)
+    return error_summary(errors, is_positive)
 
 
 def ground_truth_table(

@@ -33,13 +33,15 @@ from sklearn.metrics import roc_auc_score
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
+from cxrgen.evaluation import bootstrap
 
 log = logging.getLogger(__name__)
 
 MAX_POOLED_PIXELS = 2_000_000
 N_THRESHOLDS = 50
 THRESHOLD_QUANTILES = (0.5, 0.999)
-COLUMNS = ("metric", "value", "n_images", "threshold")
+COLUMNS = ("metric", "value", "n_images", "threshold", "ci_low", "ci_high")
+N_BINS = 1024  # quantile bins of the pooled values, for the bootstrap of the pooled AUROC
 
 # masks_of(rows) -> bool (len(rows), H, W): the target masks of those rows of the maps
 MaskSource = Callable[[np.ndarray], np.ndarray]
@@ -131,9 +133,18 @@ def mask_agreement(
     chunk: int = 256,
     max_pixels: int = MAX_POOLED_PIXELS,
     seed: int = 0,
+    groups: Sequence | None = None,
+    n_boot: int = 0,
 ) -> pd.DataFrame:
     """Pixel AUROC (pooled, mean per image), pointing game and best-threshold Dice of the maps'
-    ``rows`` against ``masks_of(rows)`` (each mask non-empty); see the module docstring."""
+    ``rows`` against ``masks_of(rows)`` (each mask non-empty); see the module docstring.
+
+    ``thresholds``: the Dice candidates; one value gives the Dice at that threshold (one
+    chosen on another split). ``groups`` (patient id of each of ``rows``) and ``n_boot`` > 0
+    add patient-level bootstrap 95% intervals (ci_low, ci_high) of every metric; the pooled
+    AUROC's resamples count pixels in :data:`N_BINS` quantile bins of the pooled values
+    (pairs within a bin count one half), the others resample per-image values.
+    """
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
     check(max_pixels >= 2, f"max_pixels must be >= 2, got {max_pixels}")
     rows = np.asarray(rows, dtype=np.int64)
@@ -142,8 +153,9 @@ def mask_agreement(
         log.warning("no image has a target mask: localisation metrics are NaN")
         metrics = ("pixel_auroc_pooled", "pixel_auroc_mean", "pointing_game", "dice")
         return pd.DataFrame(
-            {"metric": metrics, "value": np.nan, "n_images": 0, "threshold": np.nan}
-        )
+            {"metric": metrics, "value": np.nan, "n_images": 0, "threshold": np.nan,
+             "ci_low": np.nan, "ci_high": np.nan}
+        )  # fmt: skip
     n_pixels = int(np.prod(anomaly_maps.shape[1:]))
     sample = _sample_index(n * n_pixels, max_pixels, seed)
     if sample is not None:
@@ -173,25 +185,45 @@ def mask_agreement(
     else:
         thr = np.unique(np.asarray(thresholds, dtype=np.float64))
         check(len(thr) > 0 and np.isfinite(thr).all(), "thresholds must be finite and non-empty")
+    edges = np.unique(np.quantile(scores, np.linspace(0, 1, N_BINS + 1)[1:-1]))
     dice = np.zeros((n, len(thr)))
+    pos_hist = np.zeros((n, len(edges) + 1))
+    neg_hist = np.zeros((n, len(edges) + 1))
     for start, part in _chunks(rows, chunk):
         values = _read(anomaly_maps, part).reshape(len(part), -1)
         masks = _masks(masks_of, part, (len(part), *anomaly_maps.shape[1:])).reshape(len(part), -1)
         for i, (v, m) in enumerate(zip(values, masks, strict=True)):
             dice[start + i] = _dice_curve(v, m, thr)
+            if n_boot:
+                k = np.searchsorted(edges, v, side="right")
+                pos_hist[start + i] = np.bincount(k[m], minlength=len(edges) + 1)
+                neg_hist[start + i] = np.bincount(k[~m], minlength=len(edges) + 1)
     mean_dice = dice.mean(axis=0)
     best = int(np.argmax(mean_dice))  # ties: the lowest threshold
 
     n_auroc = int(np.isfinite(aurocs).sum())
+    cis = [(np.nan, np.nan)] * 4
+    if n_boot:
+        ids = np.arange(n) if groups is None else np.asarray(groups).astype(str)
+        check(len(ids) == n, f"{len(ids)} patient ids for {n} images")
+        weights = bootstrap.resample_weights(ids, np.ones(n, np.int64), n_boot, seed)
+        boot_auroc = bootstrap.auroc_from_counts(weights @ pos_hist, weights @ neg_hist)
+        cis = [
+            bootstrap.interval(boot_auroc),
+            bootstrap.interval(bootstrap.weighted_mean(aurocs, weights)),
+            bootstrap.interval(bootstrap.weighted_mean(hit.astype(float), weights)),
+            bootstrap.interval(bootstrap.weighted_mean(dice[:, best], weights)),
+        ]
     return pd.DataFrame(
         [
-            ("pixel_auroc_pooled", float(pooled), n, np.nan),
-            ("pixel_auroc_mean", float(np.nanmean(aurocs)) if n_auroc else np.nan, n_auroc, np.nan),
-            ("pointing_game", float(hit.mean()), n, np.nan),
-            ("dice", float(mean_dice[best]), n, float(thr[best])),
+            ("pixel_auroc_pooled", float(pooled), n, np.nan, *cis[0]),
+            ("pixel_auroc_mean", float(np.nanmean(aurocs)) if n_auroc else np.nan, n_auroc,
+             np.nan, *cis[1]),
+            ("pointing_game", float(hit.mean()), n, np.nan, *cis[2]),
+            ("dice", float(mean_dice[best]), n, float(thr[best]), *cis[3]),
         ],
         columns=list(COLUMNS),
-    )
+    )  # fmt: skip
 
 
 def localisation_table(
@@ -201,12 +233,17 @@ def localisation_table(
     chunk: int = 256,
     max_pixels: int = MAX_POOLED_PIXELS,
     seed: int = 0,
+    rows: np.ndarray | None = None,
+    groups: Sequence | None = None,
+    n_boot: int = 0,
 ) -> pd.DataFrame:
     """Localisation metrics of (N, H, W) maps vs each image's [x, y, w, h] boxes (stored grid).
 
     ``boxes_per_image[i]`` is row i's list of boxes (empty, None or NaN for none); images
-    whose boxes cover no pixel centre are ignored. Long format: metric, value, n_images,
-    threshold (the best Dice threshold, NaN for the other metrics).
+    whose boxes cover no pixel centre are ignored, and so are rows not in ``rows`` (None: all;
+    e.g. the rows of one split). ``groups``: the patient id of every row (N), for the patient
+    bootstrap of ``n_boot`` resamples (see :func:`mask_agreement`). Long format: metric,
+    value, n_images, threshold (the Dice threshold, NaN for the other metrics), ci_low, ci_high.
     """
     if anomaly_maps.ndim != 3:
         raise DataError(f"anomaly maps must be (N, H, W), got shape {anomaly_maps.shape}")
@@ -216,6 +253,10 @@ def localisation_table(
     boxes = [as_boxes(b) for b in boxes_per_image]
     has_box = np.array([len(b) > 0 for b in boxes], dtype=bool)
     covered = np.array([len(b) > 0 and box_mask(b, shape).any() for b in boxes], dtype=bool)
+    if rows is not None:
+        chosen = np.zeros(len(boxes), dtype=bool)
+        chosen[np.asarray(rows, dtype=np.int64)] = True
+        has_box, covered = has_box & chosen, covered & chosen
     if (has_box & ~covered).any():
         log.warning(
             "%d images have boxes covering no pixel centre", int((has_box & ~covered).sum())
@@ -224,6 +265,8 @@ def localisation_table(
     def masks_of(rows: np.ndarray) -> np.ndarray:
         return np.stack([box_mask(boxes[r], shape) for r in rows])
 
+    kept = np.flatnonzero(covered)
+    ids = None if groups is None else np.asarray(groups)[kept]
     return mask_agreement(
-        anomaly_maps, np.flatnonzero(covered), masks_of, thresholds, chunk, max_pixels, seed
+        anomaly_maps, kept, masks_of, thresholds, chunk, max_pixels, seed, ids, n_boot
     )
