@@ -14,7 +14,9 @@ draws, from the inversion, every counterfactual folder and the tables of the eva
 * ``gradcam.png``: Grad-CAM of the guidance classifier on real images and on the
   counterfactuals of each method (the second paper's Fig. 1; a note without a classifier).
 
-"Best" is the highest detection AUROC of ``detection.parquet`` (any statistic).
+Every figure shows the test split; "best" is the setting chosen on the calibration split
+(highest calibration AUROC of ``detection.parquet``, any statistic; for the severity panel,
+the highest calibration Spearman among opacity images), never a test maximum.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrgen import io
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import inverted_set
 from cxrgen.devices import check_device_name, resolve_device
+from cxrgen.errors import DataError
 from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import best_setting
 from cxrgen.evaluation.inputs import Setting, load_settings, store_view
@@ -54,9 +58,14 @@ class FiguresConfig:
         check_device_name(self.device)
 
 
-def best_per_method(settings: list[Setting], detection: pd.DataFrame) -> list[Setting]:
-    """For each method, its scale with the highest AUROC of any statistic (else the first)."""
+def best_per_method(
+    settings: list[Setting], detection: pd.DataFrame, split: str = "calibration"
+) -> list[Setting]:
+    """For each method, its scale with the highest AUROC of any statistic on ``split`` (else
+    the first)."""
     auroc = detection[(detection["metric"] == "auroc") & (detection["source"] == "measured")]
+    if "split" in auroc:
+        auroc = auroc[auroc["split"] == split]
     chosen = []
     for method in sorted({s.method for s in settings}):
         own = [s for s in settings if s.method == method]
@@ -88,13 +97,15 @@ def write_figures(
     }
     original = store_view(images, "images")
     latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
-    best = best_setting(tables["detection"])
+    cal, test = evaluated_splits(metrics_dir)
+    best = best_setting(tables["detection"], split=cal)
     top = next(s for s in settings if (s.method, s.scale) == (best["method"], best["scale"]))
-    shown = best_per_method(settings, tables["detection"])
+    shown = best_per_method(settings, tables["detection"], cal)
     names = {id(s): figures.setting_name(s.method, s.scale) for s in settings}
 
-    rows = figures.choose_rows(top.scores, cfg.positive_class, cfg.rows_per_group)
-    labels = figures.row_labels(top.scores, rows, setting=names[id(top)])
+    test_scores = top.scores[top.scores["split"] == test]
+    rows = figures.choose_rows(test_scores, cfg.positive_class, cfg.rows_per_group)
+    labels = figures.row_labels(test_scores, rows, setting=names[id(top)])
     figures.fig3_grid(
         out_dir / "fig3.png", original, latents,
         {names[id(s)]: s.array("counterfactuals") for s in shown},
@@ -108,14 +119,62 @@ def write_figures(
     scores = pd.concat([s.scores for s in settings], ignore_index=True)
     negative = next(c for c in images.classes if c != cfg.positive_class)
     metric_plots.roc_pr_curves(
-        out_dir / "roc_pr.png", scores, best["statistic"], cfg.positive_class, negative
+        out_dir / "roc_pr.png", scores[scores["split"] == test], best["statistic"],
+        cfg.positive_class, negative,
+    )  # fmt: skip
+    det = tables["detection"]
+    metric_plots.auroc_vs_scale(
+        out_dir / "auroc_vs_scale.png", det[det["split"].isin([test, "published"])]
     )
-    metric_plots.auroc_vs_scale(out_dir / "auroc_vs_scale.png", tables["detection"])
     metric_plots.severity_scatter(
-        out_dir / "severity.png", tables["severity_predictions"], tables["severity"]
-    )
+        out_dir / "severity.png", *chosen_severity(tables["severity"],
+                                                   tables["severity_predictions"], cal, test),
+    )  # fmt: skip
     gradcam(out_dir / "gradcam.png", classifier_dir, original, shown, names, rows, images, cfg)
     return [out_dir / f"{name}.png" for name in FIGURES]
+
+
+def evaluated_splits(metrics_dir: Path) -> tuple[str, str]:
+    """The calibration and test split names the evaluate stage used (its provenance)."""
+    path = metrics_dir / "provenance.json"
+    if not path.exists():
+        raise DataError(f"no evaluation in {metrics_dir} (missing provenance.json): run evaluate")
+    config = io.read_json(path).get("config") or {}
+    return config.get("calibration_split", "calibration"), config.get("test_split", "test")
+
+
+def chosen_severity(
+    severity: pd.DataFrame, predictions: pd.DataFrame, cal: str, test: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test predictions and rows (opacity images) of the reading chosen on calibration per
+    score, and of the classifier baseline."""
+    subset = "opacity images"
+    if severity.empty:
+        return predictions, severity
+    rho = severity[(severity["metric"] == "spearman") & (severity["subset"] == subset)]
+    keep_sev, keep_pred = [], []
+    for score, per in rho[rho["split"] == cal].groupby("score"):
+        maps = per[(per["method"] != "classifier") & per["value"].notna()]
+        picks = [per[per["method"] == "classifier"]]
+        if not maps.empty:
+            picks.append(maps.sort_values(["value", "method", "scale", "feature_set"],
+                                          ascending=[False, True, True, True]).head(1))  # fmt: skip
+        for pick in picks:
+            for _, r in pick.iterrows():
+                same = (severity["score"] == score) & (severity["feature_set"] == r["feature_set"])
+                same &= (severity["method"] == r["method"]) & (severity["split"] == test)
+                same &= severity["subset"] == subset
+                if r["method"] != "classifier":
+                    same &= np.isclose(severity["scale"], r["scale"])
+                keep_sev.append(severity[same])
+                hit = (predictions["score"] == score) & (predictions["method"] == r["method"])
+                hit &= predictions["feature_set"] == r["feature_set"]
+                hit &= predictions["subset"] == subset
+                if r["method"] != "classifier":
+                    hit &= np.isclose(predictions["scale"], r["scale"])
+                keep_pred.append(predictions[hit])
+    return (pd.concat(keep_pred, ignore_index=True) if keep_pred else predictions.iloc[:0],
+            pd.concat(keep_sev, ignore_index=True) if keep_sev else severity.iloc[:0])  # fmt: skip
 
 
 def gradcam(path, classifier_dir, original, shown, names, rows, images, cfg) -> None:

@@ -200,9 +200,9 @@ def severity_scatter(
     scores: Sequence[str] = ("extent_total", "opacity_total"),
     seed: int = 0,
 ) -> None:
-    """Cross-validated predicted against true RALO score, per score: the best anomaly map
-    (highest Spearman of feature set 'anomaly map'; ties to the lower method and scale) and
-    the classifier baseline (feature set 'classifier probability').
+    """Predicted against true RALO score, per score: the anomaly-map reading (the highest
+    Spearman of the rows given that are not the classifier's; pass the calibration-chosen one
+    alone) and the classifier baseline (method 'classifier').
 
     ``predictions`` / ``severity``: severity_predictions.parquet / severity.parquet. The
     integer truth is jittered by up to +-0.15 (seeded by ``seed``) so equal scores do not
@@ -224,12 +224,12 @@ def severity_scatter(
         return
     rng = np.random.default_rng(seed)
     with png_figure(path, (width, 4.1 * len(scores) + 0.5)) as fig:
-        fig.suptitle("Severity (RALO) predicted by cross-validated ridge regression")
+        fig.suptitle("Severity (RALO) on the test split, regression fitted on calibration")
         axes = fig.subplots(len(scores), 2, squeeze=False)
         for r, score in enumerate(scores):
             top = SEVERITY_SCORES.get(score, (None, 8.0))[1]
             per = rho[rho["score"] == score]
-            maps = per[(per["feature_set"] == "anomaly map")]
+            maps = per[per["method"] != "classifier"]
             finite = maps[np.isfinite(maps["value"].to_numpy(dtype=np.float64))]
             best = (finite if not finite.empty else maps).sort_values(
                 ["value", "method", "scale"], ascending=[False, True, True], kind="mergesort"
@@ -237,8 +237,8 @@ def severity_scatter(
             panels = []
             if not best.empty:
                 b = best.iloc[0]
-                panels.append(("anomaly map", b["method"], b["scale"],
-                               setting_name(b["method"], b["scale"]) + " anomaly map"))  # fmt: skip
+                name = f"{setting_name(b['method'], b['scale'])}, {b['feature_set']}"
+                panels.append((b["feature_set"], b["method"], b["scale"], name))
             else:
                 panels.append(("anomaly map", None, None, "anomaly map"))
             panels.append(("classifier probability", None, None, "classifier p(opacity)"))

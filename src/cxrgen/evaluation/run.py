@@ -2,23 +2,34 @@
 
 ``evaluate(latents_dir, counterfactual_dirs, store_dir, out_dir, cfg, classifier_dir)`` reads
 the inversion, the counterfactual folders of every method and scale, and the tensor store,
-and writes to ``out_dir`` (each table has ``method`` and ``scale`` columns where they apply):
+and writes to ``out_dir`` (each table has ``method``, ``scale`` and ``split`` columns where
+they apply, and ``label_informed``):
 
 * ``table2.parquet``: the paper's Table 2 (mean per-image sum of |difference| per class);
-* ``detection.parquet``: image-level AUROC / AP with bootstrap 95% intervals per method,
-  scale and statistic, beside the guidance classifier's own probability at t = 0 and the
-  published unsupervised result on RSNA;
+* ``detection.parquet``: image-level AUROC / AP with patient-bootstrap 95% intervals per
+  method, scale, split and statistic, beside the guidance classifier's own probability at
+  t = 0 and the published unsupervised result on RSNA;
 * ``localisation.parquet``: against the bounding boxes (pixel AUROC, pointing game, Dice),
-  per anomaly map of ``cfg.pixel_maps`` (column ``map``);
-* ``ground_truth.parquet``: against the phantoms' exact lesion masks (per anomaly map) and
-  healthy images (the counterfactual errors do not depend on a map: ``map`` is "");
-* ``severity.parquet`` + ``severity_predictions.parquet``: cross-validated RALO regression,
-  and the fit-free rank correlation of the removed intensity per lung;
-* ``spectra.parquet`` (band energies) + ``spectra_curves.parquet`` (radial power spectra);
+  per anomaly map of ``cfg.pixel_maps`` (column ``map``) and smoothing;
+* ``ground_truth.parquet``: against the phantoms' exact lesion masks (per anomaly map and
+  smoothing) and healthy images (the counterfactual errors do not depend on a map: ``map``
+  is "");
+* ``severity.parquet`` + ``severity_predictions.parquet``: the RALO readings, cross-validated
+  on calibration (the choice) and fitted on calibration to predict test (the result), among
+  the opacity images and among all images;
+* ``spectra.parquet`` (band energies) + ``spectra_curves.parquet`` (radial power spectra) of
+  the test images;
 * ``inversion.parquet``: reconstruction fidelity of the inversion;
 * ``classifier.parquet``: the classifier's p(positive) per image (t = 0);
-* ``summary.parquet`` + ``summary.md``: the headline numbers; ``provenance.json``;
+* ``summary.parquet`` + ``summary.md``: the headline numbers (:mod:`.summary`);
+  ``provenance.json``;
 * ``summary.html``, ``detection.html``, ``table2.html``: those tables for the report.
+
+Settings are chosen on the calibration split and reported on the test split: the Dice
+threshold of a test row is the one chosen on calibration, a severity regression of a test row
+was fitted on calibration, and the summary names the calibration-chosen setting. Intervals
+resample patients (:mod:`.bootstrap`). Nothing here feeds a label back into a map or score:
+labels, masks and healthy twins are read only to score.
 
 A table whose inputs the data set lacks (boxes, ground truth, RALO scores, a classifier) is
 written empty with its columns, so the outputs are the same for every data set.
@@ -38,9 +49,11 @@ from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual.invert import ImageSet, inverted_set
 from cxrgen.devices import check_device_name, resolve_device
+from cxrgen.errors import DataError
 from cxrgen.evaluation import detection, ground_truth, localisation, severity, spectra
 from cxrgen.evaluation.inputs import (
     PIXEL_MAPS,
+    RowView,
     Setting,
     load_settings,
     pixel_map_views,
@@ -57,22 +70,34 @@ STATISTICS = (
     "sum_removed",
     "hpf_energy",
     "guided_sum_abs",
-    "lung_sum_abs",
 )
+# The severity readings compared on the calibration split: regressions of each RALO score on
+# features of the difference map per lung half (severity.FEATURES), or on one number, the
+# intensity removed inside the score's lung half (both halves for a total).
+SEVERITY_READINGS = {
+    "ridge on lung-half features": list(severity.FEATURES),
+    "sum_removed per lung half": ["+sum_removed"],
+}
+CLASSIFIER_READING = "classifier probability"
+OPACITY, ALL = "opacity images", "all images"
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """What to measure and how.
 
-    positive_class / negative_class: the detection task (others are ignored). statistics:
-    per-image scores (columns of scores.parquet) compared for detection. n_boot: bootstrap
-    resamples of the 95% intervals. seed: bootstrap, subsampling and folds. severity_folds:
-    patient-grouped cross-validation folds. top_fraction: the per-lung top-mean feature.
+    positive_class / negative_class: the detection task (others are ignored).
+    calibration_split / test_split: the inverted splits on which every setting is chosen
+    (method, scale, statistic, map, smoothing, Dice threshold, severity reading and its
+    regression) and on which the chosen setting is reported, once. statistics: per-image
+    scores (columns of scores.parquet) compared for detection. n_boot: patient-level
+    bootstrap resamples of the 95% intervals. seed: bootstrap, subsampling and folds.
+    severity_folds: patient-grouped cross-validation folds of the calibration split (the
+    severity reading is chosen by them). top_fraction: the per-lung top-mean feature.
     spectra_cutoffs: band edges as fractions of Nyquist. max_pixels: pixels pooled for a
-    pixel AUROC (a seeded subsample above it). map_smoothing: the Gaussian sigma, as a fraction
-    of the image width, that smooths the anomaly maps before the pixel-level (localisation and
-    ground-truth) metrics (0 = raw maps; the image-level statistics use the raw maps).
+    pixel AUROC (a seeded subsample above it). map_smoothing: the Gaussian sigmas, as
+    fractions of the image width, that the pixel-level metrics try on the anomaly maps (0 =
+    raw maps; chosen on calibration; the image-level statistics use the raw maps).
     pixel_maps: the anomaly maps of the pixel-level metrics, any of :data:`PIXEL_MAPS`
     ('abs' = |original - counterfactual|, 'removed' = max(original - counterfactual, 0)).
     batch_size / device: the classifier pass.
@@ -80,6 +105,8 @@ class EvaluateConfig:
 
     positive_class: str = "Lung Opacity"
     negative_class: str = "Normal"
+    calibration_split: str = "calibration"
+    test_split: str = "test"
     statistics: tuple[str, ...] = STATISTICS
     n_boot: int = 1000
     seed: int = 0
@@ -87,12 +114,17 @@ class EvaluateConfig:
     top_fraction: float = 0.01
     spectra_cutoffs: tuple[float, ...] = (0.1, 0.25, 0.5)
     max_pixels: int = 2_000_000
-    map_smoothing: float = 0.03
+    map_smoothing: tuple[float, ...] = (0.0, 0.03, 0.06)
     pixel_maps: tuple[str, ...] = tuple(PIXEL_MAPS)
     batch_size: int = 64
     device: str = "auto"
 
     def __post_init__(self):
+        check(
+            self.calibration_split != self.test_split,
+            "calibration_split and test_split must differ: a setting chosen on the images it "
+            "is reported on is not a result",
+        )
         check(len(self.statistics) >= 1, "statistics needs at least one score column")
         check(self.n_boot >= 10, f"n_boot must be >= 10, got {self.n_boot}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
@@ -104,7 +136,12 @@ class EvaluateConfig:
             f"spectra_cutoffs must be increasing positive fractions of Nyquist, got {cut}",
         )
         check(self.max_pixels >= 1000, "max_pixels must be >= 1000")
-        check(0 <= self.map_smoothing < 0.5, "map_smoothing must be in [0, 0.5)")
+        sigmas = list(self.map_smoothing)
+        check(
+            len(sigmas) >= 1 and len(set(sigmas)) == len(sigmas)
+            and all(0 <= v < 0.5 for v in sigmas),
+            f"map_smoothing must be distinct values in [0, 0.5), got {sigmas}",
+        )  # fmt: skip
         unknown = sorted(set(self.pixel_maps) - set(PIXEL_MAPS))
         check(
             len(self.pixel_maps) >= 1 and not unknown,
@@ -114,13 +151,13 @@ class EvaluateConfig:
         check_device_name(self.device)
 
 
-def tagged(table: pd.DataFrame, setting: Setting, pixel_map: str | None = None) -> pd.DataFrame:
-    """``table`` with the setting's method and scale (and the anomaly map) as first columns."""
+def tagged(table: pd.DataFrame, setting: Setting, **columns) -> pd.DataFrame:
+    """``table`` with the setting's method and scale (and ``columns``) as first columns."""
     table = table.copy()
-    table.insert(0, "method", setting.method)
-    table.insert(1, "scale", setting.scale)
-    if pixel_map is not None:
-        table.insert(2, "map", pixel_map)
+    for i, (name, value) in enumerate(
+        {"method": setting.method, "scale": setting.scale, **columns}.items()
+    ):
+        table.insert(i, name, value)
     return table
 
 
@@ -135,7 +172,7 @@ def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: Evaluat
     probs = detection.classifier_probabilities(
         model, store_view(images, "images"), cfg.batch_size, positive_label=positive
     )
-    table = images.table[["row", "image_id", "patient_id", "class_name"]].copy()
+    table = images.table[["row", "split", "image_id", "patient_id", "class_name"]].copy()
     table["p_positive"] = probs
     return table
 
@@ -144,6 +181,102 @@ def per_image(index: pd.DataFrame, images: ImageSet, columns) -> pd.DataFrame:
     """Columns of the store's index (``row`` as its index) in the order of the images."""
     present = [c for c in columns if c in index.columns]
     return index.loc[images.table["store_row"], present].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Design:
+    """Who is who among the inverted images: splits, patients, classes, lesions, targets."""
+
+    cal: str
+    test: str
+    rows: dict[str, np.ndarray]  # split -> positions
+    groups: np.ndarray  # patient id per image
+    positive: np.ndarray  # bool per image
+    lesion: np.ndarray | None  # positions with a true lesion mask (phantoms)
+    boxes: list | None
+    targets: pd.DataFrame  # RALO scores per image (may be empty)
+
+    def subset(self, split: str, which: str = ALL) -> np.ndarray:
+        rows = self.rows[split]
+        return rows[self.positive[rows]] if which == OPACITY else rows
+
+
+def design(images: ImageSet, store_dir: Path, cfg: EvaluateConfig) -> Design:
+    present = set(images.table["split"]) if "split" in images.table else set()
+    for name in (cfg.calibration_split, cfg.test_split):
+        if name not in present:
+            raise DataError(
+                f"the inversion holds no images of split {name!r} (it has {sorted(present)}): "
+                "invert the calibration and the test split (invert.splits)"
+            )
+    index = pd.read_parquet(store_dir / "index.parquet").set_index("row")
+    boxes = per_image(index, images, ["boxes"])["boxes"].tolist() if "boxes" in index else None
+    if boxes is not None and not any(len(localisation.as_boxes(b)) for b in boxes):
+        boxes = None
+    lesions = store_view(images, "lesion_masks")
+    with_truth = lesions is not None and images.has("healthy")
+    split = images.table["split"].to_numpy()
+    return Design(
+        cal=cfg.calibration_split,
+        test=cfg.test_split,
+        rows={s: np.flatnonzero(split == s) for s in (cfg.calibration_split, cfg.test_split)},
+        groups=images.table["patient_id"].astype(str).to_numpy(),
+        positive=(images.table["class_name"] == cfg.positive_class).to_numpy(),
+        lesion=ground_truth.lesion_rows(lesions) if with_truth else None,
+        boxes=boxes,
+        targets=per_image(index, images, severity.SCORES),
+    )
+
+
+def pixel_tables(setting, original, lesions, d: Design, cfg: EvaluateConfig):
+    """Localisation (boxes) and lesion agreement of every map and smoothing, calibration then
+    test; the test Dice uses the threshold chosen on calibration."""
+    loc, gt = [], []
+    for sigma in cfg.map_smoothing:
+        views = pixel_map_views(setting, cfg.pixel_maps, sigma * original.shape[-1])
+        for name, maps in views.items():
+            for kind, out in (("boxes", loc), ("lesion", gt)):
+                if (kind == "boxes" and d.boxes is None) or (kind == "lesion" and d.lesion is None):
+                    continue
+                chosen = None
+                for split in (d.cal, d.test):
+                    n_boot = cfg.n_boot if split == d.test else 0
+                    if kind == "boxes":
+                        table = localisation.localisation_table(
+                            maps, d.boxes, chosen, max_pixels=cfg.max_pixels, seed=cfg.seed,
+                            rows=d.rows[split], groups=d.groups, n_boot=n_boot,
+                        )  # fmt: skip
+                    else:
+                        rows = np.intersect1d(d.lesion, d.rows[split])
+                        table = ground_truth.lesion_agreement(
+                            maps, lesions, thresholds=chosen, max_pixels=cfg.max_pixels,
+                            seed=cfg.seed, rows=rows, groups=d.groups, n_boot=n_boot,
+                        )  # fmt: skip
+                    dice = table.loc[table["metric"] == "dice", "threshold"]
+                    if chosen is None and dice.notna().any():
+                        chosen = [float(dice.iloc[0])]
+                    out.append(tagged(table, setting, map=name, smoothing=sigma, split=split))
+    return loc, gt
+
+
+def severity_tables(features: pd.DataFrame, setting, d: Design, cfg, sets) -> tuple[list, list]:
+    """Per subset (opacity images, all images): the cross-validated readings on calibration
+    (the choice) and the calibration-fitted readings on test (the result)."""
+    tables, predictions = [], []
+    for subset in (OPACITY, ALL):
+        cal, test = d.subset(d.cal, subset), d.subset(d.test, subset)
+        table, _ = severity.severity_cv(
+            features.iloc[cal].reset_index(drop=True), d.targets.iloc[cal].reset_index(drop=True),
+            d.groups[cal], sets, cfg.severity_folds, cfg.seed,
+        )  # fmt: skip
+        tables.append(tagged(table, setting, split=d.cal, subset=subset))
+        table, preds = severity.transfer_table(
+            features.iloc[cal], d.targets.iloc[cal], features.iloc[test], d.targets.iloc[test],
+            d.groups[test], sets, cfg.n_boot, cfg.seed,
+        )  # fmt: skip
+        tables.append(tagged(table, setting, split=d.test, subset=subset))
+        predictions.append(tagged(preds, setting, subset=subset))
+    return tables, predictions
 
 
 def evaluate(
@@ -161,14 +294,13 @@ def evaluate(
     images, _, meta = inverted_set(latents_dir, store_dir)
     for name in (cfg.positive_class, cfg.negative_class):
         check(name in images.classes, f"class {name!r} is not one of {list(images.classes)}")
-    settings = load_settings([Path(d) for d in counterfactual_dirs], images)
+    d = design(images, store_dir, cfg)
+    settings = load_settings([Path(f) for f in counterfactual_dirs], images)
     original = store_view(images, "images")
-    positive = (images.table["class_name"] == cfg.positive_class).to_numpy()
-    n_pixels = int(np.prod(original.shape[1:]))
     tables: dict[str, pd.DataFrame] = {}
 
     scores = pd.concat([s.scores for s in settings], ignore_index=True)
-    tables["table2"] = detection.table2(scores, meta["split"], n_pixels=n_pixels)
+    tables["table2"] = detection.table2(scores, grid=tuple(original.shape[1:]))
     statistics = [s for s in cfg.statistics if s in scores.columns]
     measured = detection.detection_table(
         scores, statistics, cfg.positive_class, cfg.negative_class, cfg.n_boot, cfg.seed
@@ -179,20 +311,14 @@ def evaluate(
     )
     tables["detection"] = pd.concat([measured, reference], ignore_index=True)
     tables["classifier"] = probs if probs is not None else pd.DataFrame(
-        columns=["row", "image_id", "patient_id", "class_name", "p_positive"]
+        columns=["row", "split", "image_id", "patient_id", "class_name", "p_positive"]
     )  # fmt: skip
 
-    index = pd.read_parquet(store_dir / "index.parquet").set_index("row")
-    boxes = per_image(index, images, ["boxes"])["boxes"].tolist() if "boxes" in index else None
     healthy, lesions = store_view(images, "healthy"), store_view(images, "lesion_masks")
-    lungs = store_view(images, "lung_masks")
-    targets = per_image(index, images, severity.SCORES)
-    labels = images.table["class_name"].to_numpy()
-    has_targets = not targets.empty and targets.notna().any().any()
-    groups = images.table["patient_id"].to_numpy()
-
-    with_truth = healthy is not None and lesions is not None
-    with_lesion = ground_truth.lesion_rows(lesions) if with_truth else None
+    with_truth = d.lesion is not None
+    has_targets = not d.targets.empty and d.targets.notna().any().any()
+    test_view = RowView(original.array, original.rows[d.rows[d.test]], original.scale)
+    test_labels = images.table["class_name"].to_numpy()[d.rows[d.test]]
     parts: dict[str, list[pd.DataFrame]] = {
         k: [] for k in ("localisation", "ground_truth", "severity", "severity_predictions",
                         "spectra", "spectra_curves")
@@ -202,49 +328,47 @@ def evaluate(
         bar.set_postfix_str(f"{setting.method} {setting.scale:g}")
         absdiff, diff = setting.array("absdiff"), setting.array("diff")
         cf = setting.array("counterfactuals")
-        views = pixel_map_views(setting, cfg.pixel_maps, cfg.map_smoothing * original.shape[-1])
-        with_boxes = boxes is not None and any(len(localisation.as_boxes(b)) for b in boxes)
         if with_truth:
-            table = ground_truth.counterfactual_errors(original, cf, healthy, lesions, positive)
-            parts["ground_truth"].append(tagged(table, setting, ""))
-        for name, maps in views.items():
-            if with_boxes:
-                table = localisation.localisation_table(
-                    maps, boxes, max_pixels=cfg.max_pixels, seed=cfg.seed
+            errors = ground_truth.image_errors(original, cf, healthy, lesions)
+            for split in (d.cal, d.test):
+                table = ground_truth.error_summary(
+                    errors, d.positive, d.rows[split], d.groups,
+                    cfg.n_boot if split == d.test else 0, cfg.seed,
+                )  # fmt: skip
+                parts["ground_truth"].append(
+                    tagged(table, setting, map="", smoothing=np.nan, split=split)
                 )
-                parts["localisation"].append(tagged(table, setting, name))
-            if with_truth:
-                table = ground_truth.lesion_agreement(
-                    maps, lesions, max_pixels=cfg.max_pixels, seed=cfg.seed, rows=with_lesion
-                )
-                parts["ground_truth"].append(tagged(table, setting, name))
+        loc, gt = pixel_tables(setting, original, lesions, d, cfg)
+        parts["localisation"] += loc
+        parts["ground_truth"] += gt
         if has_targets:
-            features = severity.lung_features(diff, absdiff, lungs, cfg.top_fraction)
-            table, predictions = severity.severity_cv(
-                features, targets, groups, {"anomaly map": list(severity.FEATURES)},
-                cfg.severity_folds, cfg.seed,
-            )  # fmt: skip
-            parts["severity"].append(tagged(table, setting))
-            parts["severity"].append(tagged(severity.rank_table(features, targets), setting))
-            parts["severity_predictions"].append(tagged(predictions, setting))
-        table = spectra.band_energy_table(original, cf, cfg.spectra_cutoffs, labels=labels)
-        parts["spectra"].append(tagged(table, setting))
-        parts["spectra_curves"].append(tagged(spectrum_curves(original, cf, diff), setting))
+            features = severity.lung_features(diff, absdiff, None, cfg.top_fraction)
+            sev, preds = severity_tables(features, setting, d, cfg, SEVERITY_READINGS)
+            parts["severity"] += sev
+            parts["severity_predictions"] += preds
+        test_cf = np.asarray(cf[d.rows[d.test]])
+        test_diff = np.asarray(diff[d.rows[d.test]])
+        table = spectra.band_energy_table(
+            test_view, test_cf, cfg.spectra_cutoffs, labels=test_labels
+        )
+        parts["spectra"].append(tagged(table, setting, split=d.test))
+        curves = spectrum_curves(test_view, test_cf, test_diff)
+        parts["spectra_curves"].append(tagged(curves, setting, split=d.test))
     if has_targets and probs is not None:
-        table, predictions = severity.severity_cv(
-            probs[["p_positive"]], targets, groups,
-            {"classifier probability": ["p_positive"]}, cfg.severity_folds, cfg.seed,
-        )  # fmt: skip
         baseline = Setting("classifier", np.nan, latents_dir, pd.DataFrame())
-        parts["severity"].append(tagged(table, baseline))
-        ranks = severity.rank_table(probs, targets, "p_positive", "classifier probability, no fit")
-        parts["severity"].append(tagged(ranks, baseline))
-        parts["severity_predictions"].append(tagged(predictions, baseline))
+        sev, preds = severity_tables(
+            probs[["p_positive"]], baseline, d, cfg, {CLASSIFIER_READING: ["p_positive"]}
+        )
+        parts["severity"] += sev
+        parts["severity_predictions"] += preds
     for name, frames in parts.items():
         tables[name] = pd.concat(frames, ignore_index=True) if frames else empty(name)
+    label_informed = bool(meta.get("label_informed", False))
+    for table in tables.values():
+        table["label_informed"] = label_informed
     tables["inversion"] = inversion_summary(images.table)
 
-    tables["summary"] = summary_table(tables)
+    tables["summary"] = summary_table(tables, d.cal, d.test, label_informed)
     for name, table in tables.items():
         io.write_parquet(out_dir / f"{name}.parquet", table)
     write_summary_markdown(out_dir / "summary.md", tables["summary"], meta)
@@ -258,6 +382,7 @@ def evaluate(
         counterfactuals=[str(s.folder) for s in settings],
         store=str(store_dir),
         classifier=None if classifier_dir is None else str(classifier_dir),
+        label_informed=label_informed,
     )
     log.info("evaluation of %d settings written to %s", len(settings), out_dir)
     return tables["summary"]
@@ -266,31 +391,36 @@ def evaluate(
 HTML_TABLES = {
     "summary": (
         "Counterfactual evaluation: summary",
-        "Headline numbers of the run: the best detection setting and its localisation, the "
-        "phantom ground truth, severity regression, inversion fidelity and Table 2.",
+        "Headline numbers of the run, each on the test split with a patient-bootstrap 95% "
+        "interval, for the setting chosen on the calibration split: detection, localisation, "
+        "phantom ground truth, severity among opacity images, inversion fidelity, Table 2.",
     ),
     "detection": (
         "Image-level detection of lung opacity from the difference maps",
-        "AUROC and average precision with stratified bootstrap 95% intervals per method, "
-        "scale and per-image statistic; reference rows: the guidance classifier at t = 0 "
-        "and the published unsupervised alpha-GAN result on RSNA.",
+        "AUROC and average precision with patient-level bootstrap 95% intervals per method, "
+        "scale, split and per-image statistic; reference rows: the guidance classifier at "
+        "t = 0 and the published unsupervised alpha-GAN result on RSNA.",
     ),
     "table2": (
         "Table 2: mean per-image sum of the absolute difference",
-        "Per method, scale and class, beside the paper's validation-set values (256x256).",
+        "Per split, method, scale and class, beside the paper's validation-set values. Ours "
+        "are sums over the stored grid of intensities in [0, 1] (column units); the paper "
+        "states neither its image size nor its intensity range.",
     ),
 }
 
 EMPTY_COLUMNS = {
-    "localisation": ["method", "scale", "map", "metric", "value", "n_images", "threshold"],
-    "ground_truth": ["method", "scale", "map", "metric", "value", "n_images", "subset",
-                     "threshold"],
-    "severity": ["method", "scale", "feature_set", "score", "metric", "value", "n"],
-    "severity_predictions": ["method", "scale", "row", "score", "feature_set", "true",
+    "localisation": ["method", "scale", "map", "smoothing", "split", "metric", "value",
+                     "n_images", "threshold", "ci_low", "ci_high"],
+    "ground_truth": ["method", "scale", "map", "smoothing", "split", "metric", "value",
+                     "n_images", "subset", "threshold", "ci_low", "ci_high"],
+    "severity": ["method", "scale", "split", "subset", "feature_set", "score", "metric",
+                 "value", "ci_low", "ci_high", "n"],
+    "severity_predictions": ["method", "scale", "subset", "row", "score", "feature_set", "true",
                              "predicted"],
-    "spectra": ["method", "scale", "image_kind", "class_name", "band_low", "band_high",
-                "energy", "n"],
-    "spectra_curves": ["method", "scale", "image_kind", "frequency", "power"],
+    "spectra": ["method", "scale", "split", "image_kind", "class_name", "band_low",
+                "band_high", "energy", "n"],
+    "spectra_curves": ["method", "scale", "split", "image_kind", "frequency", "power"],
 }  # fmt: skip
 
 
@@ -309,17 +439,21 @@ def spectrum_curves(original, counterfactual, diff) -> pd.DataFrame:
 
 
 def inversion_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Reconstruction fidelity of the inversion per class and overall."""
+    """Reconstruction fidelity of the inversion per split, per class and overall."""
     rows = []
-    for name, group in [("all", table), *table.groupby("class_name")]:
-        rows.append(
-            {
-                "class_name": name,
-                "n": len(group),
-                "psnr_median": float(group["recon_psnr"].median()),
-                "psnr_min": float(group["recon_psnr"].min()),
-                "max_abs_error": float(group["recon_max_abs"].max()),
-                "mae_mean": float(group["recon_mae"].mean()),
-            }
-        )
+    if "split" not in table.columns:
+        table = table.assign(split="")
+    for split, part in table.groupby("split", sort=True):
+        for name, group in [("all", part), *part.groupby("class_name")]:
+            rows.append(
+                {
+                    "split": split,
+                    "class_name": name,
+                    "n": len(group),
+                    "psnr_median": float(group["recon_psnr"].median()),
+                    "psnr_min": float(group["recon_psnr"].min()),
+                    "max_abs_error": float(group["recon_max_abs"].max()),
+                    "mae_mean": float(group["recon_mae"].mean()),
+                }
+            )
     return pd.DataFrame(rows)

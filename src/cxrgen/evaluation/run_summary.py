@@ -34,7 +34,9 @@ def gan_rows(table: pd.DataFrame) -> pd.DataFrame:
             "value": rows["value"].astype(float),
             "ci_low": np.nan,
             "ci_high": np.nan,
-            "setting": rows["status"].astype(str),
+            "setting": rows["status"].astype(str)
+            + (", " + rows["network"].astype(str) if "network" in rows else ""),
+            "split": "",
         }
     )
 

@@ -12,7 +12,14 @@ its features carry).
 Lung sides follow the radiological convention: in a PA radiograph the patient's right lung
 appears on the IMAGE LEFT. Lung masks use labels 1 = right lung and 2 = left lung; where an
 image has no such mask (none given, or a 0/1 mask without sides) the image halves stand in:
-right lung = columns < W/2, left lung = the other columns.
+right lung = columns < W/2, left lung = the other columns. The evaluation passes no mask: a
+feature may only use what a real data set has, so the fixed geometric split of the image into
+halves stands in for the lungs (the phantoms' true lung masks only score).
+
+:func:`transfer_table` is the held-out reading: the regression fitted on the calibration
+images predicts the test images; severity is reported among the opacity images (does the map
+measure how much opacity there is?) beside all images (where Normal images at score 0 make
+part of the rank correlation a detection result).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
+from cxrgen.evaluation import bootstrap
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +126,17 @@ def _columns(features: pd.DataFrame, names: list[str], sides: tuple[str, ...]) -
     return out
 
 
+def _matrix(features: pd.DataFrame, names: list[str], sides: tuple[str, ...]) -> np.ndarray:
+    """The regressors of a score: ``_columns`` of each name; a name written '+name' is one
+    regressor, summed over the score's lungs (the total of both halves for a total score)."""
+    parts = []
+    for name in names:
+        pooled = name.startswith("+")
+        block = features[_columns(features, [name.lstrip("+")], sides)].to_numpy(np.float64)
+        parts.append(block.sum(axis=1, keepdims=True) if pooled else block)
+    return np.concatenate(parts, axis=1)
+
+
 def _splitter(groups: np.ndarray, folds: int, seed: int) -> GroupKFold | KFold:
     """Patient-grouped folds; leave one patient out if there are fewer patients than folds."""
     n_groups = len(np.unique(groups))
@@ -178,7 +197,7 @@ def severity_cv(
     for set_name, names in feature_sets.items():
         for score in scores:
             sides, top = SCORES[score]
-            x = features[_columns(features, list(names), sides)].to_numpy(dtype=np.float64)
+            x = _matrix(features, list(names), sides)
             y = targets[score].to_numpy(dtype=np.float64)
             keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
             n = int(keep.sum())
@@ -237,3 +256,86 @@ def rank_table(
         rho = _spearman(x[keep], y[keep]) if n >= MIN_ROWS else np.nan
         table.append(dict(feature_set=name, score=score, metric="spearman", value=rho, n=n))
     return pd.DataFrame(table, columns=["feature_set", "score", "metric", "value", "n"])
+
+
+HEADLINE_SCORES = ("extent_total", "opacity_total")
+
+
+def _spearman_boot(pred: np.ndarray, true: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each patient resample (rows of ``weights``: draws per image)."""
+    index = np.arange(len(pred))
+    out = np.full(len(weights), np.nan)
+    for b, w in enumerate(weights):
+        drawn = np.repeat(index, w)
+        if len(drawn) >= MIN_ROWS:
+            out[b] = _spearman(pred[drawn], true[drawn])
+    return out
+
+
+def transfer_table(
+    fit_features: pd.DataFrame,
+    fit_targets: pd.DataFrame,
+    eval_features: pd.DataFrame,
+    eval_targets: pd.DataFrame,
+    eval_groups: np.ndarray,
+    feature_sets: dict[str, list[str]],
+    n_boot: int = 0,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit each feature set's regression on one split, score it on another.
+
+    The regression (standardised ridge, as :func:`severity_cv`) of each RALO score is fitted
+    on all usable rows of ``fit_*`` (the calibration images) and predicts the ``eval_*`` rows
+    (the test images), clipped to the score's range: a choice made on calibration, reported
+    once on test. Spearman's rho and the MAE of the predictions; for the total scores
+    (:data:`HEADLINE_SCORES`) with patient-bootstrap 95% intervals over ``eval_groups``
+    (``n_boot`` resamples). Returns (table: feature_set, score, metric, value, ci_low,
+    ci_high, n; predictions: row, score, feature_set, true, predicted).
+    """
+    if len(eval_features) != len(eval_targets) or len(eval_groups) != len(eval_features):
+        raise DataError("eval features, targets and groups differ in length")
+    rows = (
+        eval_features["row"].to_numpy() if "row" in eval_features else np.arange(len(eval_features))
+    )
+    groups = np.asarray(eval_groups).astype(str)
+    table, predictions = [], []
+    for set_name, names in feature_sets.items():
+        for score in (s for s in SCORES if s in eval_targets and s in fit_targets):
+            sides, top = SCORES[score]
+            x_fit = _matrix(fit_features, list(names), sides)
+            y_fit = fit_targets[score].to_numpy(dtype=np.float64)
+            x = _matrix(eval_features, list(names), sides)
+            y = eval_targets[score].to_numpy(dtype=np.float64)
+            fit_keep = np.isfinite(y_fit) & np.isfinite(x_fit).all(axis=1)
+            keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
+            n = int(keep.sum())
+            values = {"spearman": (np.nan, np.nan, np.nan), "mae": (np.nan, np.nan, np.nan)}
+            if fit_keep.sum() >= MIN_ROWS and n >= MIN_ROWS:
+                model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+                model.fit(x_fit[fit_keep], y_fit[fit_keep])
+                pred = np.clip(model.predict(x[keep]), 0.0, top)
+                true = y[keep]
+                ci_rho = ci_mae = (np.nan, np.nan)
+                if n_boot and score in HEADLINE_SCORES:
+                    weights = bootstrap.resample_weights(groups[keep], np.ones(n), n_boot, seed)
+                    ci_rho = bootstrap.interval(_spearman_boot(pred, true, weights))
+                    ci_mae = bootstrap.interval(bootstrap.weighted_mean(np.abs(pred - true),
+                                                                        weights))  # fmt: skip
+                values = {
+                    "spearman": (_spearman(pred, true), *ci_rho),
+                    "mae": (float(mean_absolute_error(true, pred)), *ci_mae),
+                }
+                predictions.append(
+                    pd.DataFrame({"row": rows[keep], "score": score, "feature_set": set_name,
+                                  "true": true, "predicted": pred})
+                )  # fmt: skip
+            elif n < MIN_ROWS or fit_keep.sum() < MIN_ROWS:
+                log.warning("%s / %s: too few usable rows, no fit", set_name, score)
+            for metric, (value, low, high) in values.items():
+                table.append(dict(feature_set=set_name, score=score, metric=metric,
+                                  value=value, ci_low=low, ci_high=high, n=n))  # fmt: skip
+    columns = ["row", "score", "feature_set", "true", "predicted"]
+    preds = (
+        pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame(columns=columns)
+    )
+    return pd.DataFrame(table), preds

@@ -1,9 +1,10 @@
 """The one-page summary of an evaluation: headline numbers picked from the metric tables.
 
-Rows: section, metric, value, ci_low, ci_high, setting (which method / scale / statistic the
-number belongs to). The best detection setting (highest AUROC) is named, and the
-localisation numbers are those of its method and scale (with the anomaly map that localises
-best), so the page reads as one result.
+Rows: section, metric, value, ci_low, ci_high, setting (which method / scale / statistic /
+map the number belongs to), split (where the number comes from). Every setting is chosen on
+the calibration split and every number is its test-split value: the summary never names a
+test maximum. The localisation numbers are those of the detection setting's method and
+scale, so the page reads as one result.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import numpy as np
 import pandas as pd
 
 from cxrgen import io
-from cxrgen.evaluation.detection import best_setting
 
-COLUMNS = ["section", "metric", "value", "ci_low", "ci_high", "setting"]
+COLUMNS = ["section", "metric", "value", "ci_low", "ci_high", "setting", "split"]
+LABEL_INFORMED_NOTE = (
+    "label-informed inversion: every image was encoded with its own label, so these numbers "
+    "explain known labels and are not a detection, localisation or severity result"
+)
 
 
 def setting_name(method, scale, statistic=None) -> str:
@@ -29,113 +33,196 @@ def setting_name(method, scale, statistic=None) -> str:
     return " ".join(parts)
 
 
-def _row(section, metric, value, setting="", low=np.nan, high=np.nan) -> dict:
+def _row(section, metric, value, setting="", low=np.nan, high=np.nan, split="") -> dict:
     return dict(section=section, metric=metric, value=float(value), ci_low=float(low),
-                ci_high=float(high), setting=setting)  # fmt: skip
+                ci_high=float(high), setting=setting, split=split)  # fmt: skip
 
 
-def _detection(det: pd.DataFrame) -> tuple[list[dict], pd.Series | None]:
+def _finite(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[np.isfinite(rows["value"].to_numpy(dtype=np.float64))]
+
+
+def _choose(rows: pd.DataFrame, keys: list[str]) -> pd.Series | None:
+    """The row of the highest value; ties to the lowest keys (deterministic). None if none."""
+    rows = _finite(rows)
+    if rows.empty:
+        return None
+    ordered = rows.sort_values(["value", *keys], ascending=[False] + [True] * len(keys),
+                               kind="mergesort")  # fmt: skip
+    return ordered.iloc[0]
+
+
+def _match(table: pd.DataFrame, row: pd.Series, keys: list[str], **fixed) -> pd.DataFrame:
+    """Rows of ``table`` equal to ``row`` on ``keys`` and to ``fixed`` (NaN matches NaN)."""
+    sel = np.ones(len(table), dtype=bool)
+    for key in keys:
+        col, value = table[key], row[key]
+        if isinstance(value, float) and np.isnan(value):
+            sel &= col.isna().to_numpy()
+        else:
+            sel &= (col == value).to_numpy()
+    for key, value in fixed.items():
+        sel &= (table[key] == value).to_numpy()
+    return table[sel]
+
+
+def _test_row(section, label, table, chosen, keys, test, name, **fixed) -> dict | None:
+    """The test-split row of ``table`` that matches the ``chosen`` setting on ``keys``."""
+    hit = _match(table, chosen, keys, split=test, **fixed)
+    if hit.empty:
+        return None
+    r = hit.iloc[0]
+    return _row(section, label, r["value"], name, r.get("ci_low", np.nan),
+                r.get("ci_high", np.nan), test)  # fmt: skip
+
+
+def _detection(det: pd.DataFrame, cal: str, test: str) -> tuple[list[dict], pd.Series | None]:
     rows, auroc = [], det[det["metric"] == "auroc"]
     measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
-    if measured["value"].notna().any():
-        best = best_setting(det)
-        rows.append(_row("detection", "AUROC, best setting", best["value"],
-                         setting_name(best["method"], best["scale"], best["statistic"]),
-                         best["ci_low"], best["ci_high"]))  # fmt: skip
-        paper = measured[measured["statistic"] == "sum_abs"]
-        if paper["value"].notna().any():
-            r = paper.loc[paper["value"].idxmax()]
-            rows.append(_row("detection", "AUROC, paper's sum of absolute difference", r["value"],
-                             setting_name(r["method"], r["scale"], "sum_abs"), r["ci_low"],
-                             r["ci_high"]))  # fmt: skip
-    else:
-        best = None
-    for _, r in auroc[auroc["method"] == "classifier"].iterrows():
+    keys = ["method", "scale", "statistic"]
+    best = _choose(measured[measured["split"] == cal], keys)
+    if best is not None:
+        name = setting_name(best["method"], best["scale"], best["statistic"])
+        for metric in ("auroc", "ap"):
+            row = _test_row("detection", f"{metric.upper()}, setting chosen on calibration",
+                            det, best, keys, test, name, metric=metric)  # fmt: skip
+            if row:
+                rows.append(row)
+        paper = measured[(measured["statistic"] == "sum_abs") & (measured["split"] == cal)]
+        chosen = _choose(paper, keys)
+        if chosen is not None:
+            name = setting_name(chosen["method"], chosen["scale"], "sum_abs")
+            row = _test_row("detection", "AUROC, the paper's sum of |difference|", det, chosen,
+                            keys, test, name, metric="auroc")  # fmt: skip
+            if row:
+                rows.append(row)
+    for _, r in auroc[(auroc["method"] == "classifier") & (auroc["split"] == test)].iterrows():
         rows.append(_row("detection", "AUROC, guidance classifier p(opacity) at t = 0",
-                         r["value"], "classifier", r["ci_low"], r["ci_high"]))  # fmt: skip
+                         r["value"], "classifier", r["ci_low"], r["ci_high"], test))  # fmt: skip
     for _, r in auroc[auroc["source"] != "measured"].iterrows():
         rows.append(_row("detection", f"AUROC, {r['method']} (published)", r["value"],
                          "published"))  # fmt: skip
     return rows, best
 
 
-def _pick(
-    table: pd.DataFrame, method, scale, metric, subset=None, pixel_map=None
-) -> pd.Series | None:
-    sel = table[(table["method"] == method) & (table["scale"] == scale)]
-    sel = sel[sel["metric"] == metric]
+def _map_setting(r: pd.Series) -> str:
+    return f"{setting_name(r['method'], r['scale'])}, {r['map']} map, smoothing {r['smoothing']:g}"
+
+
+def _pixel(section, table, cal, test, best=None, subset=None) -> list[dict]:
+    """Pixel AUROC / Dice (+ pointing game) on test of the (method, scale,) map and smoothing
+    with the best calibration pixel AUROC (``best``: only that method and scale)."""
+    if table.empty:
+        return []
+    pool = table[(table["metric"] == "pixel_auroc_pooled") & (table["split"] == cal)]
     if subset is not None:
-        sel = sel[sel["subset"] == subset]
-    if pixel_map is not None:
-        sel = sel[sel["map"] == pixel_map]
-    return None if sel.empty else sel.iloc[0]
-
-
-def _best(rows: pd.DataFrame) -> pd.Series | None:
-    """The row of the highest value (None when there is none)."""
-    return rows.loc[rows["value"].idxmax()] if rows["value"].notna().any() else None
-
-
-def _map_setting(method, scale, pixel_map) -> str:
-    return f"{setting_name(method, scale)}, {pixel_map} map"
-
-
-def summary_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    rows, best = _detection(tables["detection"])
-    loc, gt, sev = tables["localisation"], tables["ground_truth"], tables["severity"]
+        pool = pool[pool["subset"] == subset]
     if best is not None:
-        method, scale = best["method"], best["scale"]
-        own = loc[(loc["method"] == method) & (loc["scale"] == scale)]
-        top = _best(own[own["metric"] == "pixel_auroc_pooled"])
-        if top is not None:
-            for metric in ("pixel_auroc_pooled", "pointing_game", "dice"):
-                r = _pick(loc, method, scale, metric, pixel_map=top["map"])
-                rows.append(_row("localisation (boxes)", metric, r["value"],
-                                 _map_setting(method, scale, top["map"])))  # fmt: skip
-    if not gt.empty:
-        aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["subset"] == "lesion images")]
-        r = _best(aurocs)
-        if r is not None:
-            method, scale, pixel_map = r["method"], r["scale"], r["map"]
-            name = _map_setting(method, scale, pixel_map)
-            rows.append(_row("ground truth (phantoms)", "lesion pixel AUROC, best setting",
-                             r["value"], name))  # fmt: skip
-            p = _pick(gt, method, scale, "dice", "lesion images", pixel_map)
-            if p is not None:
-                rows.append(_row("ground truth (phantoms)", "dice", p["value"], name))
-            for metric, subset in (("lesion_removed_fraction", "lesion images"),
-                                   ("cf_error_outside", "lesion images"),
-                                   ("cf_change", "normal images")):  # fmt: skip
-                p = _pick(gt, method, scale, metric, subset)
-                if p is not None:
-                    rows.append(_row("ground truth (phantoms)", metric, p["value"],
-                                     setting_name(method, scale)))  # fmt: skip
-    if not sev.empty:
-        rho = sev[sev["metric"] == "spearman"]
-        for score in ("extent_total", "opacity_total"):
-            per = rho[rho["score"] == score]
-            baseline = per["feature_set"].str.startswith("classifier probability")
-            maps = per[~baseline]
-            if maps["value"].notna().any():
-                r = maps.loc[maps["value"].idxmax()]
-                name = f"{setting_name(r['method'], r['scale'])}, {r['feature_set']}"
-                rows.append(_row("severity", f"Spearman {score}, best anomaly map", r["value"],
-                                 name))  # fmt: skip
-            for _, r in per[baseline].iterrows():
-                rows.append(_row("severity", f"Spearman {score}, classifier baseline",
-                                 r["value"], r["feature_set"]))  # fmt: skip
-    inv = tables["inversion"]
-    overall = inv[inv["class_name"] == "all"]
+        pool = _match(pool, best, ["method", "scale"])
+    keys = ["method", "scale", "map", "smoothing"]
+    chosen = _choose(pool, keys)
+    if chosen is None:
+        return []
+    name = _map_setting(chosen)
+    out = []
+    for metric in ("pixel_auroc_pooled", "dice", "pointing_game"):
+        fixed = {"metric": metric} if subset is None else {"metric": metric, "subset": subset}
+        row = _test_row(section, metric, table, chosen, keys, test, name, **fixed)
+        if row:
+            out.append(row)
+    return out
+
+
+def _ground_truth(gt: pd.DataFrame, cal: str, test: str) -> list[dict]:
+    rows = _pixel("ground truth (phantoms)", gt, cal, test, subset="lesion images")
+    if not rows:
+        return rows
+    aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["split"] == cal)]
+    chosen = _choose(aurocs[aurocs["subset"] == "lesion images"],
+                     ["method", "scale", "map", "smoothing"])  # fmt: skip
+    for metric, subset in (("lesion_removed_fraction", "lesion images"),
+                           ("cf_error_outside", "lesion images"),
+                           ("cf_change", "normal images")):  # fmt: skip
+        row = _test_row("ground truth (phantoms)", metric, gt, chosen, ["method", "scale"], test,
+                        setting_name(chosen["method"], chosen["scale"]), metric=metric,
+                        subset=subset, map="")  # fmt: skip
+        if row:
+            rows.append(row)
+    return rows
+
+
+def _severity(sev: pd.DataFrame, cal: str, test: str) -> list[dict]:
+    rows = []
+    if sev.empty:
+        return rows
+    rho = sev[sev["metric"] == "spearman"]
+    keys = ["method", "scale", "feature_set"]
+    for score in ("extent_total", "opacity_total"):
+        per = rho[(rho["score"] == score) & (rho["split"] == cal)]
+        baseline = per["method"] == "classifier"
+        chosen = _choose(per[~baseline & (per["subset"] == "opacity images")], keys)
+        if chosen is not None:
+            name = f"{setting_name(chosen['method'], chosen['scale'])}, {chosen['feature_set']}"
+            for metric, subset, label in (
+                ("spearman", "opacity images", f"Spearman {score}, opacity images"),
+                ("mae", "opacity images", f"MAE {score}, opacity images"),
+                ("spearman", "all images", f"Spearman {score}, all images"),
+            ):
+                row = _test_row("severity", label, sev, chosen, keys, test, name,
+                                metric=metric, score=score, subset=subset)  # fmt: skip
+                if row:
+                    rows.append(row)
+        base = sev[(sev["method"] == "classifier") & (sev["score"] == score)
+                   & (sev["split"] == test) & (sev["subset"] == "opacity images")
+                   & (sev["metric"] == "spearman")]  # fmt: skip
+        for _, r in base.iterrows():
+            label = f"Spearman {score}, opacity images, classifier baseline"
+            rows.append(_row("severity", label, r["value"], r["feature_set"], r["ci_low"],
+                             r["ci_high"], test))  # fmt: skip
+    return rows
+
+
+def summary_table(
+    tables: dict[str, pd.DataFrame],
+    calibration_split: str = "calibration",
+    test_split: str = "test",
+    label_informed: bool = False,
+) -> pd.DataFrame:
+    """The headline numbers: each setting chosen on ``calibration_split`` (highest value of the
+    section's own metric there), each number from ``test_split``.
+
+    Detection: (method, scale, statistic) by calibration AUROC; the paper's statistic
+    (sum_abs) by its own best calibration AUROC. Localisation (boxes): the map and smoothing
+    of the detection setting with the best calibration pixel AUROC. Ground truth: (method,
+    scale, map, smoothing) by calibration lesion pixel AUROC; Dice at the calibration
+    threshold. Severity: (method, scale, reading) by calibration cross-validated Spearman
+    among opacity images, reported among opacity images (Spearman, MAE) and all images.
+    A label-informed inversion has no headline: only the inversion, ground truth and
+    Table 2 rows, under a section that says why.
+    """
+    cal, test = calibration_split, test_split
+    inv, t2 = tables["inversion"], tables["table2"]
+    if label_informed:
+        rows = [_row("label-informed", LABEL_INFORMED_NOTE, np.nan)]
+        rows += [dict(r, section="label-informed: ground truth")
+                 for r in _ground_truth(tables["ground_truth"], cal, test)]  # fmt: skip
+        best = None
+    else:
+        rows, best = _detection(tables["detection"], cal, test)
+        if best is not None:
+            rows += _pixel("localisation (boxes)", tables["localisation"], cal, test, best)
+        rows += _ground_truth(tables["ground_truth"], cal, test)
+        rows += _severity(tables["severity"], cal, test)
+    overall = inv[(inv["class_name"] == "all") & (inv["split"] == test)]
     if not overall.empty:
         rows.append(_row("inversion", "reconstruction PSNR (dB), median",
-                         overall["psnr_median"].iloc[0]))  # fmt: skip
+                         overall["psnr_median"].iloc[0], split=test))  # fmt: skip
     if best is not None:
-        t2 = tables["table2"]
-        sel = t2[(t2["method"] == best["method"]) & (t2["scale"] == best["scale"])]
+        sel = _match(t2, best, ["method", "scale"], split=test)
         for _, r in sel.iterrows():
-            metric = f"mean sum of absolute difference, {r['class_name']}"
-            setting = setting_name(best["method"], best["scale"])
-            rows.append(_row("table 2", metric, r["mean"], setting))
+            metric = f"mean sum of |difference|, {r['class_name']} ({r['units']})"
+            rows.append(_row("table 2", metric, r["mean"],
+                             setting_name(best["method"], best["scale"]), split=test))  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -145,7 +232,9 @@ def write_summary_markdown(path: str | Path, summary: pd.DataFrame, meta: dict) 
         "# Evaluation summary",
         "",
         f"Inversion: {meta.get('steps')} DDIM steps to depth {meta.get('depth')}, "
-        f"conditioning {meta.get('conditioning')}, split {meta.get('split')}.",
+        f"conditioning {meta.get('conditioning')}, splits {meta.get('splits')}. Every "
+        "setting below was chosen on the calibration split; every number is from the test "
+        "split, with a 95% interval that resamples patients.",
         "",
     ]
     for section, group in summary.groupby("section", sort=False):
