@@ -24,6 +24,8 @@ rule evaluate:
                 f"evaluation/{m}.py"
                 for m in (
                     "run",
+                    "held_out",
+                    "bootstrap",
                     "inputs",
                     "summary",
                     "detection",
