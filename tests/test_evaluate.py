@@ -212,6 +212,22 @@ def test_severity_table2_spectra_and_summary(evaluated):
     assert inversion.loc[("test", "all"), "psnr_median"] == 40.0
 
 
+def test_label_informed_inversion_has_no_detection_or_severity_headline(tmp_path):
+    store, latents, folders = build(tmp_path)
+    meta = io.read_json(latents / "trajectory.json")
+    io.write_json(latents / "trajectory.json", {**meta, "conditioning": "label_informed",
+                                                "label_informed": True})  # fmt: skip
+    summary = evaluate(latents, folders, store, tmp_path / "m", EvaluateConfig(n_boot=20),
+                       progress=False)  # fmt: skip
+    sections = set(summary["section"])
+    assert not sections & {"detection", "severity", "localisation (boxes)"}
+    assert "label-informed" in sections
+    note = summary.loc[summary["section"] == "label-informed", "metric"].iloc[0]
+    assert "not a detection" in note
+    for name in ("detection", "severity", "ground_truth"):
+        assert pd.read_parquet(tmp_path / "m" / f"{name}.parquet")["label_informed"].all()
+
+
 def test_tables_without_ground_truth_are_written_empty(tmp_path):
     store, latents, folders = build(tmp_path, ground_truth=False)
     evaluate(latents, folders, store, tmp_path / "m", EvaluateConfig(n_boot=20), progress=False)
