@@ -29,14 +29,8 @@ from cxrgen.metrics.fid import (
     frechet_distance,
     gaussian_stats,
 )
-from cxrgen.metrics.gan_eval import (
-    COLUMNS,
-    GANEvalConfig,
-    add_means,
-    evaluate_gan,
-    frechet_rows,
-    network_of,
-)
+from cxrgen.metrics.gan_eval import GANEvalConfig, evaluate_gan, network_of
+from cxrgen.metrics.gan_table import COLUMNS, add_means, frechet_rows
 from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK, PairwiseLPIPS
 from cxrgen.metrics.paper import PAPER_PER_DOMAIN, _paper_cells, paper_comparison, paper_domain
 
