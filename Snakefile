@@ -20,7 +20,7 @@ include: "rules/common.smk"
 wildcard_constraints:
     dataset="|".join(DATASETS),
     gan="stargan|dcgan",
-    method="cfg|cg|stargan",
+    method="cfg|cg|renoise|msr|thor|stargan",
     scale=r"[0-9]+(\.[0-9]+)?(e[-+]?[0-9]+)?",
 
 

@@ -34,6 +34,15 @@ def section(name):
     return lambda wildcards: dict(dataset_cfg(wildcards).get(name) or {})
 
 
+def classifier_section(wildcards):
+    """The classifier section; it trains on t <= L with L = invert.depth unless it says so."""
+    cfg = dict(dataset_cfg(wildcards).get("classifier") or {})
+    depth = (dataset_cfg(wildcards).get("invert") or {}).get("depth")
+    if depth is not None:
+        cfg.setdefault("max_depth", depth)
+    return cfg
+
+
 def code(*modules):
     """Inputs naming the library modules a job runs; editing one replans its jobs.
 
@@ -117,7 +126,18 @@ def counterfactual_inputs(wildcards):
         )
     if wildcards.method == "cg":
         inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
+    if wildcards.method == "msr":
+        first = first_pass_dir(wildcards)
+        inputs["first_pass_diff"] = f"{first}/diff.npy"
+        inputs["first_pass_scores"] = f"{first}/scores.parquet"
     return inputs
+
+
+def first_pass_dir(wildcards):
+    """Method msr's first-pass counterfactual folder (counterfactual.first_pass, 'cfg/1')."""
+    first = (dataset_cfg(wildcards).get("counterfactual") or {}).get("first_pass", "cfg/1")
+    method, _, scale = first.partition("/")
+    return f"{RESULTS}/counterfactuals/{wildcards.dataset}/{method}/{scale_wildcard(scale)}"
 
 
 def counterfactual_model_dir(wildcards):

@@ -68,7 +68,7 @@ rule train_classifier:
         mem_mb=16000,
         runtime=config.get("train_runtime_min", 720),
     params:
-        cfg=section("classifier"),
+        cfg=classifier_section,
         checkpoints=f"{RESULTS}/checkpoints/{{dataset}}/classifier",
         processes=config.get("train_processes", 1),
     script:

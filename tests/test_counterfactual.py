@@ -214,14 +214,16 @@ def test_permuted_labels_change_no_latent_map_or_score(setup, tmp_path):
         train_tiny_stargan(setup)
     diffusion = setup["diffusion"]
     for method, scale, model in (
-        ("cfg", 2.0, diffusion), ("cg", 20.0, diffusion), ("stargan", 0.5, stargan)
+        ("cfg", 2.0, diffusion), ("cg", 20.0, diffusion), ("renoise", 2.0, diffusion),
+        ("thor", 2.0, diffusion), ("msr", 2.0, diffusion), ("stargan", 0.5, stargan),
     ):  # fmt: skip
-        ccfg = CounterfactualConfig(batch_size=3)
+        ccfg = CounterfactualConfig(batch_size=3, first_pass="cfg/2", mask_quantile=0.8)
         runs = []
         for latents, st, name in ((setup["latents"], setup["store"], "a"), (shuffled, store, "b")):
             out = tmp_path / f"{method}_{name}"
             scores = make_counterfactuals(method, scale, latents, model, st, out, ccfg,
-                                          setup["classifier"], progress=False)  # fmt: skip
+                                          setup["classifier"], progress=False,
+                                          first_pass_dir=tmp_path / f"cfg_{name}")  # fmt: skip
             runs.append((out, scores))
         (a, sa), (b, sb) = runs
         for array in ("counterfactuals", "diff", "absdiff"):
@@ -229,6 +231,52 @@ def test_permuted_labels_change_no_latent_map_or_score(setup, tmp_path):
         assert not sa["label"].equals(sb["label"])  # the labels did change ...
         blind = [c for c in sa.columns if c not in ("label", "class_name")]
         pd.testing.assert_frame_equal(sa[blind], sb[blind])  # ... and nothing else
+
+
+def test_msr_keeps_the_original_outside_its_mask_and_resamples_inside(setup, tmp_path):
+    """Mask, stitch and re-sample: outside the dilated first-pass mask the counterfactual is
+    the original to the last bit of float32 rounding; the mask covers the quantile's share
+    of the calibration pixels; a larger quantile masks less; seeds change only the inside."""
+    first, _ = counterfactuals(setup, "cfg", 2.0, "msr_first")
+    runs = {}
+    for q, seed in ((0.7, 0), (0.9, 0), (0.7, 1)):
+        cfg = CounterfactualConfig(batch_size=3, mask_quantile=q, mask_dilation=0.0, seed=seed)
+        out = tmp_path / f"msr_{q}_{seed}"
+        make_counterfactuals("msr", 2.0, setup["latents"], setup["diffusion"], setup["store"],
+                             out, cfg, first_pass_dir=first, progress=False)  # fmt: skip
+        runs[q, seed] = load(out, "diff")
+    table = pd.read_parquet(first / "scores.parquet")
+    cal = (table["split"] == "calibration").to_numpy()
+    maps = np.clip(load(first, "diff"), 0, None)
+    from scipy import ndimage
+
+    smoothed = np.stack([ndimage.gaussian_filter(m, 0.03 * SIZE, mode="reflect") for m in maps])
+    for q in (0.7, 0.9):
+        inside = smoothed > np.quantile(smoothed[cal], q)
+        changed = np.abs(runs[q, 0]) > 1e-6  # float32 rounding of the [-1, 1] round trip
+        assert not changed[~inside].any()  # the original outside the mask
+        assert changed[inside].mean() > 0.9  # re-sampled inside it
+        assert abs(inside[cal].mean() - (1 - q)) < 0.02
+    assert (np.abs(runs[0.9, 0]) > 1e-6).sum() < (np.abs(runs[0.7, 0]) > 1e-6).sum()
+    assert not np.array_equal(runs[0.7, 0], runs[0.7, 1])
+    same_mask = (np.abs(runs[0.7, 0]) > 1e-6) == (np.abs(runs[0.7, 1]) > 1e-6)
+    assert same_mask.mean() > 0.99  # same mask, other noise inside it
+
+
+def test_msr_refuses_a_first_pass_of_other_images(setup, tmp_path):
+    first, _ = counterfactuals(setup, "cfg", 1.0, "msr_other")
+    scores = pd.read_parquet(first / "scores.parquet")
+    scores["image_id"] = scores["image_id"][::-1].to_numpy()
+    scores.to_parquet(first / "scores.parquet")
+    with pytest.raises(DataError, match="other images than the latents"):
+        make_counterfactuals("msr", 1.0, setup["latents"], setup["diffusion"], setup["store"],
+                             tmp_path / "o", CounterfactualConfig(), first_pass_dir=first,
+                             progress=False)  # fmt: skip
+    with pytest.raises(ConfigError, match="first-pass counterfactual"):
+        make_counterfactuals("msr", 1.0, setup["latents"], setup["diffusion"], setup["store"],
+                             tmp_path / "o", CounterfactualConfig(), progress=False)
+    with pytest.raises(ConfigError, match="first_pass must be"):
+        CounterfactualConfig(first_pass="msr/1")
 
 
 def test_cfg_single_forward_equals_two_forwards(setup):

@@ -172,3 +172,34 @@ def test_auroc_binary_multiclass_and_missing_class():
     p3 = np.eye(3)[[0, 1, 2, 0]] * 0.8 + 0.2 / 3
     assert auroc(np.array([0, 1, 2, 0]), p3) == 1.0
     assert np.isnan(auroc(np.array([0, 0]), np.array([[0.5, 0.5], [0.4, 0.6]])))
+
+
+def test_training_and_validation_timesteps_stop_at_the_inversion_depth(store, trained):
+    """max_depth = 0.3 of T = 1000: training draws t from [0, 300], the validation table
+    bins [0, 301) (guidance never asks the classifier about t > L)."""
+    from cxrgen.classifier.train import classifier_loss, timestep_limit
+    from cxrgen.classifier.validate import validate_per_timestep
+
+    scheduler = build_scheduler(1000, "linear")
+    assert timestep_limit(scheduler, 0.3) == 301 and timestep_limit(scheduler, 1.0) == 1000
+
+    class Ctx:  # records the bound the loss asks for and answers its top value
+        highs = []
+
+        def randint(self, high):
+            self.highs.append(high)
+            return torch.full((4,), high - 1)
+
+        def randn(self, *shape):
+            return torch.zeros(4, *shape)
+
+    model = load_classifier(trained[0])
+    x0 = torch.zeros(4, 1, SIZE, SIZE)
+    classifier_loss(model, x0, torch.zeros(4, dtype=torch.long), Ctx(), scheduler=scheduler,
+                    max_depth=0.3)  # fmt: skip
+    assert Ctx.highs == [301]
+    valid = load_split(*store, "calibration")
+    table = validate_per_timestep(model, scheduler, XrayDataset(valid), 3, 0, limit=301)
+    assert table["t_lo"].tolist() == [0, 100, 201] and table["t_hi"].iloc[-1] == 301
+    with pytest.raises(ConfigError, match="max_depth"):
+        ClassifierTrainConfig(**TINY, max_depth=0.0)

@@ -17,6 +17,7 @@ with logs.stage_log(smk.log[0]), claim_device():
     name = f"datasets.{smk.wildcards.dataset}.counterfactual"
     cfg = from_mapping(CounterfactualConfig, smk.params.cfg, name)
     classifier = smk.input.get("classifier")
+    first_pass = smk.input.get("first_pass_scores")
     make_counterfactuals(
         smk.wildcards.method,
         float(smk.wildcards.scale),
@@ -26,4 +27,5 @@ with logs.stage_log(smk.log[0]), claim_device():
         Path(smk.output.scores).parent,
         cfg,
         classifier_dir=Path(classifier).parent if classifier else None,
+        first_pass_dir=Path(first_pass).parent if first_pass else None,
     )

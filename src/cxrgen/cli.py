@@ -150,12 +150,18 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
     from cxrgen.counterfactual.generate import make_counterfactuals, scale_name
     from cxrgen.devices import claim_device
 
+    cfg = config_from_args(args)
+    # method msr: the first pass is OUTPUT/METHOD/SCALE of cfg.first_pass unless named
+    first_pass = args.first_pass_dir or args.output / cfg.first_pass.split("/")[0] / scale_name(
+        float(cfg.first_pass.split("/")[1])
+    )
     with claim_device():
         for scale in args.scale:
             out = args.output / args.method / scale_name(scale)
             make_counterfactuals(
-                args.method, scale, args.latents, args.model, args.store, out,
-                config_from_args(args), classifier_dir=args.classifier,
+                args.method, scale, args.latents, args.model, args.store, out, cfg,
+                classifier_dir=args.classifier,
+                first_pass_dir=first_pass if args.method == "msr" else None,
             )  # fmt: skip
 
 
@@ -277,10 +283,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", required=True, type=float, nargs="+", help="guidance scale(s)")
     p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
     p.add_argument(
-        "--model", required=True, type=Path, help="diffusion model (cfg, cg) / StarGAN folder"
+        "--model", required=True, type=Path, help="diffusion model / StarGAN folder (stargan)"
     )
     p.add_argument("--store", required=True, type=Path)
     p.add_argument("--classifier", type=Path, help="guidance classifier folder (method cg)")
+    p.add_argument(
+        "--first-pass-dir", type=Path,
+        help="method msr: the first-pass counterfactual folder (default OUTPUT/<first_pass>)",
+    )  # fmt: skip
     p.add_argument("--output", required=True, type=Path, help="writes OUTPUT/METHOD/SCALE/")
     add_config_flags(p, CounterfactualConfig)
     p.set_defaults(func=cmd_counterfactual)

@@ -54,8 +54,10 @@ class ClassifierTrainConfig(TrainLoopConfig):
     attention_head_dim / norm_num_groups / dropout: the UNet-encoder architecture.
     num_train_timesteps / beta_schedule: the noise schedule when no diffusion ``scheduler/``
         folder is given (must equal the diffusion model's).
-    valid_split: split name evaluated after training. valid_bins: timestep bins of the
-        validation table. valid_batch_size: evaluation batch.
+    max_depth: training timesteps are drawn from [0, L], L = round(max_depth * T): guidance
+        only queries t <= the inversion depth, so the pipeline sets it to invert.depth.
+    valid_split: split name evaluated after training. valid_bins: timestep bins of [0, L]
+        in the validation table. valid_batch_size: evaluation batch.
     """
 
     batch_size: int = 32
@@ -74,6 +76,7 @@ class ClassifierTrainConfig(TrainLoopConfig):
     dropout: float = 0.0
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
+    max_depth: float = 1.0
     valid_split: str = "calibration"
     valid_bins: int = 10
     valid_batch_size: int = 64
@@ -81,6 +84,7 @@ class ClassifierTrainConfig(TrainLoopConfig):
     def __post_init__(self):
         super().__post_init__()
         check_unet_shape(self)
+        check(0 < self.max_depth <= 1, f"max_depth must be in (0, 1], got {self.max_depth}")
         check(self.valid_bins >= 1, "valid_bins must be >= 1")
         check(self.valid_batch_size >= 1, "valid_batch_size must be >= 1")
 
@@ -92,13 +96,20 @@ def classifier_loss(
     ctx: StepContext,
     *,
     scheduler: DDPMScheduler,
+    max_depth: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Cross-entropy of p(y | x_t, t) at uniform t; also the batch accuracy."""
-    t = ctx.randint(scheduler.config.num_train_timesteps)
+    """Cross-entropy of p(y | x_t, t) at t uniform in [0, L]; also the batch accuracy."""
+    t = ctx.randint(timestep_limit(scheduler, max_depth))
     noise = ctx.randn(*x0.shape[1:]).to(x0.dtype)
     logits = model(scheduler.add_noise(x0, noise, t), t).float()
     accuracy = (logits.argmax(1) == labels).float().mean().detach()
     return F.cross_entropy(logits, labels), {"accuracy": accuracy}
+
+
+def timestep_limit(scheduler: DDPMScheduler, max_depth: float) -> int:
+    """The number of timesteps the classifier trains and is validated on: L + 1, L = depth*T."""
+    total = int(scheduler.config.num_train_timesteps)
+    return min(total, round(max_depth * total) + 1)
 
 
 def noise_schedule(cfg: ClassifierTrainConfig, scheduler_dir: str | Path | None) -> DDPMScheduler:
@@ -168,7 +179,7 @@ def train_classifier(
     )
     outcome = run_training(
         model,
-        functools.partial(classifier_loss, scheduler=scheduler),
+        functools.partial(classifier_loss, scheduler=scheduler, max_depth=cfg.max_depth),
         data,
         checkpoint_dir,
         cfg,
@@ -178,8 +189,9 @@ def train_classifier(
     if not outcome.accelerator.is_main_process:
         return pd.DataFrame()
     table = validate_per_timestep(
-        outcome.model, scheduler, XrayDataset(valid), cfg.valid_bins, cfg.seed, cfg.valid_batch_size
-    )
+        outcome.model, scheduler, XrayDataset(valid), cfg.valid_bins, cfg.seed,
+        cfg.valid_batch_size, timestep_limit(scheduler, cfg.max_depth),
+    )  # fmt: skip
     log.info("validation per timestep bin:\n%s", table.to_string(index=False))
     save_classifier(outcome.model, out_dir)
     with atomic_dir(out_dir / "scheduler") as tmp:

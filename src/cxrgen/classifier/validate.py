@@ -51,11 +51,13 @@ def validate_per_timestep(
     n_bins: int,
     seed: int,
     batch_size: int = 64,
+    limit: int | None = None,
 ) -> pd.DataFrame:
-    """One row per timestep bin: t_lo, t_hi (exclusive), t_mid, n, accuracy, auroc, loss."""
+    """One row per timestep bin of [0, limit) (default all T): t_lo, t_hi (exclusive), t_mid,
+    n, accuracy, auroc, loss."""
     device = next(model.parameters()).device
     model.eval()
-    edges = timestep_bins(scheduler.config.num_train_timesteps, n_bins)
+    edges = timestep_bins(limit or scheduler.config.num_train_timesteps, n_bins)
     n = len(dataset)
     k = dataset.data.num_classes
     probs = np.zeros((n_bins, n, k), np.float64)

@@ -35,6 +35,10 @@ from cxrgen.config import check
 
 # eps(x_t, t) for a batch at one DDPM timestep t (an int); guidance lives inside it.
 NoisePredictor = Callable[[torch.Tensor, int], torch.Tensor]
+# step_hook(state, x, x0_hat) -> x: called after each decoding move with the state reached
+# (S - 1 ... 0), the new x and the x_0 prediction the move made; it returns the x to go on
+# from. Mask-stitch-resample and harmonised decoding live in hooks (counterfactual/resample.py).
+StepHook = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,19 @@ def trajectory(scheduler: DDPMScheduler, steps: int, depth: float) -> Trajectory
     return Trajectory(tuple(taus), (1.0, *(float(bars[t]) for t in taus)))
 
 
+def predict_x0(
+    x: torch.Tensor, eps: torch.Tensor, a_from: float, clip: bool = False
+) -> torch.Tensor:
+    """x_0_hat of a state at alpha_bar ``a_from`` (clamped to [-1, 1] with ``clip``)."""
+    x0 = (x.float() - (1 - a_from) ** 0.5 * eps.float()) / a_from**0.5
+    return x0.clamp(-1, 1) if clip else x0
+
+
+def noised(x0: torch.Tensor, eps: torch.Tensor, a: float) -> torch.Tensor:
+    """The state at alpha_bar ``a`` with clean part ``x0`` and noise ``eps``: q(x_t | x_0)."""
+    return a**0.5 * x0.float() + (1 - a) ** 0.5 * eps.float()
+
+
 def ddim_move(
     x: torch.Tensor, eps: torch.Tensor, a_from: float, a_to: float, clip: bool = False
 ) -> torch.Tensor:
@@ -81,11 +98,7 @@ def ddim_move(
 
     ``clip`` clamps x_0_hat to [-1, 1] and keeps eps, as ``DDIMScheduler`` with clip_sample.
     """
-    x, eps = x.float(), eps.float()
-    x0 = (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5
-    if clip:
-        x0 = x0.clamp(-1, 1)
-    return a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps
+    return noised(predict_x0(x, eps, a_from, clip), eps, a_to)
 
 
 def invert(
@@ -105,10 +118,18 @@ def decode(
     x_latent: torch.Tensor,
     clip_denoised: bool = False,
     progress: bool = False,
+    step_hook: StepHook | None = None,
 ) -> torch.Tensor:
-    """Decode latents at depth L back to images (unclamped; ``clip_denoised`` clips x_0_hat)."""
+    """Decode latents at depth L back to images (unclamped; ``clip_denoised`` clips x_0_hat).
+
+    ``step_hook`` (see :data:`StepHook`) may replace the state after every move; without it
+    this is plain deterministic DDIM decoding.
+    """
     x = x_latent.float()
     for i in tqdm(range(traj.steps, 0, -1), desc="decode", leave=False, disable=not progress):
         eps = predict(x, traj.eval_timestep(i))
-        x = ddim_move(x, eps, traj.alpha_bars[i], traj.alpha_bars[i - 1], clip_denoised)
+        x0 = predict_x0(x, eps, traj.alpha_bars[i], clip_denoised)
+        x = noised(x0, eps, traj.alpha_bars[i - 1])
+        if step_hook is not None:
+            x = step_hook(i - 1, x, x0)
     return x

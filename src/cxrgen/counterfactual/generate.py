@@ -14,7 +14,11 @@ decodes the latents of the invert stage (same trajectory, no re-inversion) towar
 
 Methods: ``cfg`` (classifier-free guidance toward the target class, scale w) and ``cg``
 (classifier guidance by the noise-aware classifier, scale s; the UNet conditioned on the null
-class by default, as Wolleb et al.'s unconditional model) decode the latents; ``stargan``
+class by default, as Wolleb et al.'s unconditional model) decode the latents; ``renoise``
+(stochastic re-noising), ``msr`` (mask, stitch and re-sample on the map of the first-pass
+method ``cfg.first_pass``) and ``thor`` (harmonised decoding) decode with classifier-free
+guidance at scale w through the same DDIM loop, each with its own start and step hook
+(:mod:`cxrgen.counterfactual.resample`); ``stargan``
 translates the originals with Med-StyleGAN2 (:mod:`cxrgen.counterfactual.stargan`; the
 scale mixes the image's own style with a random one), so every method is compared on the
 same images. The result does not depend on the batch size (up to float rounding); arrays are
@@ -37,7 +41,7 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.classifier.model import load_classifier
 from cxrgen.config import check
-from cxrgen.counterfactual import guidance, stargan
+from cxrgen.counterfactual import guidance, resample, stargan
 from cxrgen.counterfactual.ddim import Trajectory, decode
 from cxrgen.counterfactual.invert import ImageSet, check_model_fits, inverted_set
 from cxrgen.counterfactual.scores import difference_scores
@@ -49,7 +53,9 @@ from cxrgen.gan.stargan_train import load_stargan
 
 log = logging.getLogger(__name__)
 
-METHODS = ("cfg", "cg", "stargan")
+METHODS = ("cfg", "cg", "renoise", "msr", "thor", "stargan")
+# methods whose noise is drawn (per image, from cfg.seed) rather than read from the latent
+STOCHASTIC = ("renoise", "msr")
 CG_CONDITIONINGS = ("unconditional", "target")
 
 
@@ -64,7 +70,15 @@ class CounterfactualConfig:
     'target'. top_fraction: the share of
     pixels in the top_mean_abs score. highpass_cutoff: the hpf_energy score's cut-off, a
     fraction of Nyquist. precision: 'bf16' autocast on CUDA or 'fp32'. device: auto/cpu/cuda.
-    seed: the random styles of method stargan at scale > 0 (diffusion methods use none).
+    seed: the noise of methods renoise / msr and the random styles of method stargan at
+    scale > 0 (cfg, cg, thor use none).
+
+    Method msr: first_pass ('method/scale', a counterfactual of the same latents) gives the
+    map; mask_smoothing (Gaussian sigma, a fraction of the width) smooths its removed part;
+    the mask is the map above its mask_quantile over every image of calibration_split
+    (pooled pixels, labels unread), dilated by mask_dilation (a fraction of the width).
+    Method thor: harmonise every harmonise_every-th state with residual_scale (|x0_hat - x|
+    in [-1, 1] units at which the prediction is kept whole) and the same smoothing.
     """
 
     target_class: str = "Normal"
@@ -76,9 +90,27 @@ class CounterfactualConfig:
     precision: str = "bf16"
     device: str = "auto"
     seed: int = 0
+    first_pass: str = "cfg/1"
+    mask_quantile: float = 0.97
+    mask_smoothing: float = 0.03
+    mask_dilation: float = 0.03
+    calibration_split: str = "calibration"
+    harmonise_every: int = 3
+    residual_scale: float = 0.2
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        method, _, scale = self.first_pass.partition("/")
+        check(
+            method in ("cfg", "cg", "renoise", "thor") and scale != "",
+            f"first_pass must be 'method/scale' of cfg, cg, renoise or thor, got "
+            f"{self.first_pass!r}",
+        )
+        check(0 < self.mask_quantile < 1, "mask_quantile must be in (0, 1)")
+        check(0 <= self.mask_smoothing < 0.5, "mask_smoothing must be in [0, 0.5)")
+        check(0 <= self.mask_dilation < 0.5, "mask_dilation must be in [0, 0.5)")
+        check(self.harmonise_every >= 1, "harmonise_every must be >= 1")
+        check(self.residual_scale > 0, "residual_scale must be > 0")
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(
             self.cg_conditioning in CG_CONDITIONINGS,
@@ -112,8 +144,10 @@ def _diffusion(
     cfg: CounterfactualConfig,
     classifier_dir: Path | None,
     device: torch.device,
+    first_pass_dir: Path | None = None,
 ) -> Translator:
-    """Decode the latents with classifier-free (cfg) or classifier (cg) guidance."""
+    """Decode with classifier-free guidance (cfg, renoise, msr, thor) or classifier guidance
+    (cg), each method with its start and step hook."""
     unet, scheduler, classes = load_diffusion(model_dir, device)
     check_model_fits(unet, classes, images)
     bars = scheduler.alphas_cumprod
@@ -122,7 +156,7 @@ def _diffusion(
     ]:
         raise DataError(f"{latents_dir} was inverted with another noise schedule: re-run invert")
     targets = torch.full((len(images),), classes.index(cfg.target_class), dtype=torch.long)
-    if method == "cfg":
+    if method != "cg":
 
         def predictor(a: int, b: int) -> guidance.NoisePredictor:
             return guidance.classifier_free(unet, targets[a:b], scale, cfg.precision)
@@ -143,13 +177,65 @@ def _diffusion(
             )
 
     latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
+    store_rows = images.table["store_row"].to_numpy()
+    masks = _msr_masks(images, cfg, first_pass_dir) if method == "msr" else None
+    width = images.shape[1]
 
     def translate(a: int, b: int, original: np.ndarray) -> np.ndarray:
         x_latent = torch.from_numpy(np.array(latents[a:b]))[:, None].to(device)
-        out = decode(predictor(a, b), traj, x_latent, cfg.clip_denoised)
+        x0 = torch.from_numpy(original * 2 - 1)[:, None].float().to(device)
+        start, hook = x_latent, None
+        if method in STOCHASTIC:
+            fresh = resample.image_noise(store_rows[a:b], images.shape, cfg.seed).to(device)
+            start = resample.renoise_start(x0, fresh, traj)
+        if method == "msr":  # fresh noise inside the mask, the latent outside it
+            mask = torch.from_numpy(masks(a, b))[:, None].float().to(device)
+            start = mask * start + (1 - mask) * x_latent
+            known = resample.implied_noise(x_latent, x0, traj)
+            hook = resample.stitch_hook(mask, x0, known, traj)
+        elif method == "thor":
+            hook = resample.harmonise_hook(
+                x0, resample.implied_noise(x_latent, x0, traj), traj,
+                resample.harmonised_states(traj.steps, cfg.harmonise_every),
+                cfg.residual_scale, cfg.mask_smoothing * width,
+            )  # fmt: skip
+        out = decode(predictor(a, b), traj, start, cfg.clip_denoised, step_hook=hook)
         return ((out[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
 
     return translate
+
+
+def _msr_masks(
+    images: ImageSet, cfg: CounterfactualConfig, first_pass_dir: Path | None
+) -> Callable[[int, int], np.ndarray]:
+    """masks(start, stop) -> bool (B, H, W): the dilated first-pass masks of method msr."""
+    if first_pass_dir is None:
+        raise ConfigError(f"method 'msr' needs the first-pass counterfactual ({cfg.first_pass})")
+    scores = pd.read_parquet(first_pass_dir / "scores.parquet", columns=["image_id"])
+    if scores["image_id"].tolist() != images.table["image_id"].tolist():
+        raise DataError(
+            f"{first_pass_dir} holds other images than the latents: re-run its counterfactual"
+        )
+    diff = np.load(first_pass_dir / "diff.npy", mmap_mode="r")
+    width = images.shape[1]
+    sigma, dilation = cfg.mask_smoothing * width, round(cfg.mask_dilation * width)
+    calibration = np.flatnonzero(images.table["split"].to_numpy() == cfg.calibration_split)
+    if not len(calibration):
+        raise DataError(
+            f"no image of split {cfg.calibration_split!r} among the latents to set the msr "
+            "mask threshold on (invert.splits must include it)"
+        )
+    threshold = resample.mask_threshold(
+        resample.smoothed_removed(diff[calibration], sigma), cfg.mask_quantile
+    )
+    log.info("msr mask: first pass %s, threshold %.4g (quantile %g of %d calibration images)",
+             cfg.first_pass, threshold, cfg.mask_quantile, len(calibration))  # fmt: skip
+
+    def masks(a: int, b: int) -> np.ndarray:
+        maps = resample.smoothed_removed(diff[a:b], sigma)
+        return resample.first_pass_mask(maps, threshold, dilation)
+
+    return masks
 
 
 def _stargan(
@@ -178,10 +264,12 @@ def make_counterfactuals(
     cfg: CounterfactualConfig,
     classifier_dir: str | Path | None = None,
     progress: bool = True,
+    first_pass_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Counterfactuals of every inverted image by ``method`` at ``scale``; return the scores.
 
-    ``model_dir`` is the diffusion model (cfg, cg) or the StarGAN model (stargan).
+    ``model_dir`` is the diffusion model (every method but stargan) or the StarGAN model.
+    ``first_pass_dir``: method msr's first-pass counterfactual folder (``cfg.first_pass``).
     """
     check(method in METHODS, f"method must be one of {METHODS}, got {method!r}")
     check(scale >= 0, f"the guidance scale must be >= 0, got {scale}")
@@ -199,8 +287,9 @@ def make_counterfactuals(
         translate = _stargan(scale, model_dir, images, cfg, device)
     else:
         translate = _diffusion(
-            method, scale, latents_dir, model_dir, images, traj, cfg, classifier_dir, device
-        )
+            method, scale, latents_dir, model_dir, images, traj, cfg, classifier_dir, device,
+            None if first_pass_dir is None else Path(first_pass_dir),
+        )  # fmt: skip
     how = (
         "image-to-image translation"
         if method == "stargan"
