@@ -151,8 +151,17 @@ def test_ground_truth_and_localisation_of_the_oracle(evaluated):
         auroc = value(gt, metric="pixel_auroc_pooled", map=pixel_map, **oracle)
         assert auroc == pytest.approx(1.0)
         assert value(loc, method="cfg", scale=1.0, map=pixel_map, metric="dice") == 1.0
-    untouched = value(gt, metric="pixel_auroc_pooled", method="cg", map="abs")
+    untouched = value(gt, metric="pixel_auroc_pooled", method="cg", map="abs",
+                      subset="lesion images")  # fmt: skip
     assert untouched == pytest.approx(0.5)  # all-zero maps rank nothing
+    # the fainter half of the lesions (at most the median contrast of the split): the oracle
+    # still finds them exactly, no change ranks nothing
+    faint = dict(metric="pixel_auroc_pooled", map="abs", subset="fainter half")
+    assert value(gt, method="cfg", scale=1.0, **faint) == pytest.approx(1.0)
+    assert value(gt, method="cg", **faint) == pytest.approx(0.5)
+    # the oracle changes nothing outside the lesion
+    ratio = value(gt, metric="change_outside_over_inside", **oracle)
+    assert ratio == pytest.approx(0.0, abs=1e-6)
     assert value(gt, metric="lesion_removed_fraction", **oracle) == pytest.approx(1.0)
     assert value(gt, metric="cf_error_inside", **oracle) == pytest.approx(0.0, abs=1e-6)
     normal = dict(method="cfg", scale=1.0, subset="normal images", metric="cf_change")
@@ -297,3 +306,24 @@ def test_removed_map_ignores_density_the_counterfactual_adds():
     assert agreement["removed"]["value"] == pytest.approx(1.0)
     # 16 lesion pixels tie with 16 added ones at the top: AUROC = 1 - 0.5 * 16 / 240
     assert agreement["abs"]["value"] == pytest.approx(1 - 0.5 * 16 / 240)
+
+
+def test_fainter_half_and_change_outside_over_inside_exact():
+    from cxrgen.evaluation import ground_truth
+
+    contrast = np.array([0.1, 0.5, 0.2, 0.4, 9.0])
+    assert ground_truth.fainter_half(contrast, np.array([0, 1, 2, 3])).tolist() == [0, 2]
+    original = np.zeros((2, 4, 4), np.float32)
+    healthy = np.zeros_like(original)
+    lesion = np.zeros((2, 4, 4), np.uint8)
+    lesion[:, :2, :2] = 1  # 4 pixels inside, 12 outside
+    cf = original.copy()
+    cf[0, :2, :2] = 0.2
+    cf[0, 2:, :] = 0.15  # 8 of the 12 outside pixels: mean 0.1 outside
+    cf[1, :2, :2] = 0.4
+    errors = ground_truth.image_errors(original, cf, healthy, lesion)
+    assert errors["change_in"].tolist() == pytest.approx([0.2, 0.4])
+    assert errors["change_out"].tolist() == pytest.approx([0.1, 0.0])
+    table = ground_truth.error_summary(errors, [True, True])
+    ratio = table.set_index("metric").loc["change_outside_over_inside", "value"]
+    assert ratio == pytest.approx(0.05 / 0.3)  # a ratio of the means, not a mean of ratios

@@ -13,8 +13,13 @@ pixels. ``ground_truth_table`` reports
   ``lesion_removed_fraction`` = 1 - cf_error_inside / original_error_inside (1: the lesion is
   gone exactly; 0: untouched). Errors are per-image means averaged over the images; the
   fraction is the ratio of those averages (a ratio per image is unstable for faint lesions);
+  ``change_outside_over_inside``: the mean |counterfactual - original| outside the lesion
+  over the same inside it (ratio of the averages; 0: the method changed only the lesion);
 * on the negative images (``is_positive`` False, subset ``normal images``): ``cf_change``,
   the mean |counterfactual - original|, how much the method changes healthy images.
+
+``FAINT`` (``fainter half``) names the lesion images whose contrast (``orig_in``) is at most
+the median of their split: the pixel metrics are repeated on them (:func:`fainter_half`).
 
 Every image array is float in [0, 1]: the store's ``healthy.npy`` (uint8/uint16) must be
 scaled by the caller with :func:`cxrgen.data.geometry.dequantize`, as the originals are.
@@ -38,7 +43,7 @@ from cxrgen.evaluation.localisation import MAX_POOLED_PIXELS, mask_agreement
 
 log = logging.getLogger(__name__)
 
-LESION, NORMAL = "lesion images", "normal images"
+LESION, NORMAL, FAINT = "lesion images", "normal images", "fainter half"
 COLUMNS = ("metric", "value", "n_images", "subset", "threshold", "ci_low", "ci_high")
 
 
@@ -117,7 +122,8 @@ def image_errors(
 ) -> pd.DataFrame:
     """Per image: mean |cf - healthy| and |original - healthy| inside and outside the lesion
     (cf_in, cf_out, orig_in, orig_out; NaN for an empty region), the mean |cf - original|
-    (change) and whether the lesion mask has a pixel (has_lesion)."""
+    over the image, inside and outside the lesion (change, change_in, change_out) and
+    whether the lesion mask has a pixel (has_lesion)."""
     check(chunk >= 1, f"chunk must be >= 1, got {chunk}")
     shape = _check_shapes(counterfactual, lesion_masks, "counterfactuals")
     for name, array in (("original", original), ("counterfactual", counterfactual)):
@@ -125,7 +131,8 @@ def image_errors(
     _float_images("healthy", healthy, shape)
     n = len(counterfactual)
     has_lesion = np.zeros(n, dtype=bool)
-    errors = {k: np.full(n, np.nan) for k in ("cf_in", "cf_out", "orig_in", "orig_out", "change")}
+    keys = ("cf_in", "cf_out", "orig_in", "orig_out", "change", "change_in", "change_out")
+    errors = {k: np.full(n, np.nan) for k in keys}
     for start in range(0, n, chunk):
         part = slice(start, min(start + chunk, n))
         b = part.stop - start
@@ -139,7 +146,10 @@ def image_errors(
         errors["cf_out"][part] = _masked_mean(cf_err, ~lesion)
         errors["orig_in"][part] = _masked_mean(orig_err, lesion)
         errors["orig_out"][part] = _masked_mean(orig_err, ~lesion)
-        errors["change"][part] = np.abs(cf - orig).mean(axis=1, dtype=np.float64)
+        change = np.abs(cf - orig)
+        errors["change"][part] = change.mean(axis=1, dtype=np.float64)
+        errors["change_in"][part] = _masked_mean(change, lesion)
+        errors["change_out"][part] = _masked_mean(change, ~lesion)
     return pd.DataFrame({**errors, "has_lesion": has_lesion})
 
 
@@ -202,9 +212,24 @@ def error_summary(
         with np.errstate(invalid="ignore", divide="ignore"):
             removed_ci = bootstrap.interval(1.0 - boots["cf_in"] / boots["orig_in"])
     out.append(("lesion_removed_fraction", removed, n_in, LESION, np.nan, *removed_ci))
+    (c_in, n, b_in), (c_out, _, b_out) = summary("change_in", lesion), summary("change_out", lesion)
+    ratio, ratio_ci = (c_out / c_in if c_in > 0 else np.nan), (np.nan, np.nan)
+    if b_in is not None and b_out is not None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio_ci = bootstrap.interval(b_out / b_in)
+    out.append(("change_outside_over_inside", ratio, n, LESION, np.nan, *ratio_ci))
     value, n, boot = summary("change", np.flatnonzero(~positive & chosen))
     out.append(("cf_change", value, n, NORMAL, np.nan, *ci(boot)))
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def fainter_half(contrast: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The ``rows`` (lesion images) whose ``contrast`` is at most their median."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if not len(rows):
+        return rows
+    values = np.asarray(contrast, dtype=np.float64)[rows]
+    return rows[values <= np.median(values)]
 
 
 def counterfactual_errors(

@@ -57,6 +57,7 @@ class Design:
     groups: np.ndarray  # patient id per image
     positive: np.ndarray  # bool per image
     lesion: np.ndarray | None  # positions with a true lesion mask (phantoms)
+    contrast: np.ndarray | None  # mean |original - healthy| inside the lesion (phantoms)
     boxes: list | None
     targets: pd.DataFrame  # RALO scores per image (may be empty)
 
@@ -79,6 +80,12 @@ def design(images: ImageSet, store_dir: Path, cfg: EvaluateConfig) -> Design:
         boxes = None
     lesions = store_view(images, "lesion_masks")
     with_truth = lesions is not None and images.has("healthy")
+    contrast = None
+    if with_truth:
+        original = store_view(images, "images")
+        truth = ground_truth.image_errors(original, original, store_view(images, "healthy"),
+                                          lesions)  # fmt: skip
+        contrast = truth["orig_in"].to_numpy()
     split = images.table["split"].to_numpy()
     return Design(
         cal=cfg.calibration_split,
@@ -87,6 +94,7 @@ def design(images: ImageSet, store_dir: Path, cfg: EvaluateConfig) -> Design:
         groups=images.table["patient_id"].astype(str).to_numpy(),
         positive=(images.table["class_name"] == cfg.positive_class).to_numpy(),
         lesion=ground_truth.lesion_rows(lesions) if with_truth else None,
+        contrast=contrast,
         boxes=boxes,
         targets=per_image(index, images, severity.SCORES),
     )
@@ -116,6 +124,13 @@ def pixel_tables(setting, original, lesions, d: Design, cfg: EvaluateConfig):
                             maps, lesions, thresholds=chosen, max_pixels=cfg.max_pixels,
                             seed=cfg.seed, rows=rows, groups=d.groups, n_boot=n_boot,
                         )  # fmt: skip
+                        faint = ground_truth.lesion_agreement(
+                            maps, lesions, max_pixels=cfg.max_pixels,
+                            seed=cfg.seed, rows=ground_truth.fainter_half(d.contrast, rows),
+                            groups=d.groups, n_boot=n_boot,
+                        )  # fmt: skip
+                        faint = faint[faint["metric"] == "pixel_auroc_pooled"]
+                        table = pd.concat([table, faint.assign(subset=ground_truth.FAINT)])
                     dice = table.loc[table["metric"] == "dice", "threshold"]
                     if chosen is None and dice.notna().any():
                         chosen = [float(dice.iloc[0])]

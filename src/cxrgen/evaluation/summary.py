@@ -140,7 +140,14 @@ def _ground_truth(gt: pd.DataFrame, cal: str, test: str) -> list[dict]:
     aurocs = gt[(gt["metric"] == "pixel_auroc_pooled") & (gt["split"] == cal)]
     chosen = _choose(aurocs[aurocs["subset"] == "lesion images"],
                      ["method", "scale", "map", "smoothing"])  # fmt: skip
+    faint = _test_row("ground truth (phantoms)", "pixel_auroc_pooled, fainter half", gt,
+                      chosen, ["method", "scale", "map", "smoothing"], test,
+                      _map_setting(chosen), metric="pixel_auroc_pooled",
+                      subset="fainter half")  # fmt: skip
+    if faint:
+        rows.append(faint)
     for metric, subset in (("lesion_removed_fraction", "lesion images"),
+                           ("change_outside_over_inside", "lesion images"),
                            ("cf_error_outside", "lesion images"),
                            ("cf_change", "normal images")):  # fmt: skip
         row = _test_row("ground truth (phantoms)", metric, gt, chosen, ["method", "scale"], test,
