@@ -1,5 +1,6 @@
 """Evaluation figures (a drawn PNG each), Fig. 3's row choice, Grad-CAM against exact truth."""
 
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 import pytest
@@ -349,3 +350,26 @@ def test_grad_cam_rejects_bad_inputs(tiny_classifier):
         grad_cam(tiny_classifier, images, 2)
     with pytest.raises(DataError, match="B, H, W"):
         grad_cam(tiny_classifier, images[0], 1)
+
+
+def test_fig3_grid_outlines_the_true_lesions(arrays, tmp_path):
+    """With lesion masks, each lesion's outline is drawn in the outline colour on the
+    original, the counterfactuals and the maps of its row; rows without a lesion get none."""
+    originals, latents, cfs, absd = arrays
+    masks = np.zeros(originals.shape, np.uint8)
+    masks[5, 4:10, 4:10] = 1
+    plain, outlined = tmp_path / "plain.png", tmp_path / "outlined.png"
+    figures.fig3_grid(plain, originals, latents, cfs, absd, [5, 0], ["a", "b"])
+    figures.fig3_grid(outlined, originals, latents, cfs, absd, [5, 0], ["a", "b"],
+                      lesion_masks=masks)  # fmt: skip
+    a, b = assert_drawn(plain), assert_drawn(outlined)
+    cyan = 255 * np.array(matplotlib.colors.to_rgb(figures.OUTLINE_COLOUR))
+
+    def outline_pixels(image):
+        return int((np.abs(image[..., :3].astype(float) - cyan).max(axis=-1) < 12).sum())
+
+    assert outline_pixels(a) == 0 and outline_pixels(b) > 100
+    empty = tmp_path / "empty.png"  # masks with no lesion in the shown rows: nothing drawn
+    figures.fig3_grid(empty, originals, latents, cfs, absd, [0, 3], ["a", "b"],
+                      lesion_masks=masks)  # fmt: skip
+    assert outline_pixels(assert_drawn(empty)) == 0

@@ -45,6 +45,7 @@ STYLE = {
     "legend.fontsize": 8,
     "figure.titlesize": 11,
 }
+OUTLINE_COLOUR = "tab:cyan"  # the true lesion outline in Fig. 3
 ANOMALY_CMAP = "inferno"
 CAM_CMAP = "jet"
 # what the scale of each method means (x axis of auroc_vs_scale)
@@ -157,9 +158,14 @@ def fig3_grid(
     rows: Sequence[int],
     row_labels: Sequence[str],
     title: str = "Healthy counterfactuals and anomaly maps |original - counterfactual|",
+    lesion_masks=None,
 ) -> None:
     """The paper's Fig. 3: per chosen row the original, its latent, and per setting the
     counterfactual and its anomaly map.
+
+    ``lesion_masks`` (phantoms: the true lesion masks, indexed like the originals) draws each
+    lesion's outline on the original, every counterfactual and every map, so a reader sees
+    whether the opacity is gone from the counterfactual and where the map lies.
 
     ``originals``, ``latents`` and every array of the two mappings (setting name -> array,
     e.g. 'cfg 3') are (M, H, W) array-likes indexed by the inversion's rows; only ``rows``
@@ -183,6 +189,7 @@ def fig3_grid(
         s: _rows_of(counterfactuals_by_setting[s], index, f"{s} counterfactuals") for s in settings
     }
     maps = {s: _rows_of(absdiff_by_setting[s], index, f"{s} anomaly maps") for s in settings}
+    outlines = None if lesion_masks is None else _rows_of(lesion_masks, index, "lesion masks")
     for name, array in (("latents", lat), *cfs.items(), *maps.items()):
         if array.shape != orig.shape:
             raise DataError(f"{name} rows have shape {array.shape}, originals {orig.shape}")
@@ -211,6 +218,14 @@ def fig3_grid(
             axes[0, c + 1].set_title(f"{setting}\n|difference|")
             bar = fig.colorbar(shown, ax=axes[:, c + 1], shrink=0.6, aspect=30, pad=0.02)
             bar.set_label(f"|difference|, {setting} (intensity)")
+        if outlines is not None and outlines.any():
+            for r in range(n_rows):
+                if outlines[r].any():
+                    for c in [0, *range(2, n_cols)]:
+                        axes[r, c].contour(outlines[r], levels=[0.5], colors=OUTLINE_COLOUR,
+                                           linewidths=0.6)  # fmt: skip
+            fig.text(0.01, 0.01, "outline: the true lesion mask", fontsize=8,
+                     color=OUTLINE_COLOUR)  # fmt: skip
         for ax in axes.ravel():
             _bare(ax)
 

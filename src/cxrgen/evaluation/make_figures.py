@@ -110,6 +110,7 @@ def write_figures(
         out_dir / "fig3.png", original, latents,
         {names[id(s)]: s.array("counterfactuals") for s in shown},
         {names[id(s)]: s.array("absdiff") for s in shown}, rows, labels,
+        lesion_masks=store_view(images, "lesion_masks"),
     )  # fmt: skip
     first = np.array(rows[:1])
     figures.fig4_spectra(
