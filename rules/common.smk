@@ -134,8 +134,10 @@ def counterfactual_inputs(wildcards):
 
 
 def first_pass_dir(wildcards):
-    """Method msr's first-pass counterfactual folder (counterfactual.first_pass, 'cfg/1')."""
-    first = (dataset_cfg(wildcards).get("counterfactual") or {}).get("first_pass", "cfg/1")
+    """Method msr's first-pass counterfactual folder (counterfactual.first_pass, "cg/10")."""
+    first = (dataset_cfg(wildcards).get("counterfactual") or {}).get(
+        "first_pass", "cg/10"
+    )
     method, _, scale = first.partition("/")
     return f"{RESULTS}/counterfactuals/{wildcards.dataset}/{method}/{scale_wildcard(scale)}"
 

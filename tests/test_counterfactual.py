@@ -273,8 +273,16 @@ def test_msr_refuses_a_first_pass_of_other_images(setup, tmp_path):
                              tmp_path / "o", CounterfactualConfig(), first_pass_dir=first,
                              progress=False)  # fmt: skip
     with pytest.raises(ConfigError, match="first-pass counterfactual"):
-        make_counterfactuals("msr", 1.0, setup["latents"], setup["diffusion"], setup["store"],
-                             tmp_path / "o", CounterfactualConfig(), progress=False)
+        make_counterfactuals(
+            "msr",
+            1.0,
+            setup["latents"],
+            setup["diffusion"],
+            setup["store"],
+            tmp_path / "o",
+            CounterfactualConfig(),
+            progress=False,
+        )
     with pytest.raises(ConfigError, match="first_pass must be"):
         CounterfactualConfig(first_pass="msr/1")
 

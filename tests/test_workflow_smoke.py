@@ -157,7 +157,8 @@ def test_counterfactual_artefacts(smoke_run):
     # between the up and the down path of a coarse, barely trained model; more steps and a
     # trained model raise it, see tests/test_counterfactual.py)
     assert index["recon_psnr"].min() > 30, index["recon_psnr"].tolist()
-    for method, scale in (("cfg", "3"), ("cg", "10"), ("stargan", "0.5")):
+    for method, scale in (("cfg", "3"), ("cg", "10"), ("renoise", "3"), ("msr", "3"),
+                          ("thor", "3"), ("stargan", "0.5")):  # fmt: skip
         out = res / "counterfactuals" / "rsna" / method / scale
         scores = pd.read_parquet(out / "scores.parquet")
         assert scores["image_id"].tolist() == index["image_id"].tolist()
@@ -173,7 +174,8 @@ def test_evaluation_artefacts(smoke_run):
     metrics = smoke_run / "results" / "metrics" / "rsna" / "counterfactual"
     detection = pd.read_parquet(metrics / "detection.parquet")
     measured = detection[detection["source"] == "measured"]
-    assert set(measured["method"]) == {"cfg", "cg", "stargan", "classifier"}
+    methods = {"cfg", "cg", "renoise", "msr", "thor", "stargan"}
+    assert set(measured["method"]) == methods | {"classifier"}
     assert measured["value"].between(0, 1).all()
     assert (measured["ci_low"] <= measured["value"] + 1e-9).all()
     assert set(measured["split"]) == {"calibration", "test"}
@@ -216,7 +218,7 @@ def test_report_renders_in_a_browser_with_every_figure_and_table(smoke_run):
         ("Evaluation", "Tables"): ["summary.html", "detection.html", "table2.html"],
         ("Evaluation", "Figures"): [f"{f}.png" for f in ("fig3", "fig4", "roc_pr",
                                     "auroc_vs_scale", "severity", "gradcam")],
-        ("Counterfactuals",): ["cfg", "cg", "stargan"],
+        ("Counterfactuals",): ["cfg", "cg", "renoise", "msr", "thor", "stargan"],
         ("Data",): ["phantoms_rsna.png", "counts.html"],
         ("Summary",): ["summary.html"],
     }  # fmt: skip
@@ -242,13 +244,13 @@ def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path)
 def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
-    assert jobs == {"counterfactual": 3, **EVALUATION}
+    assert jobs == {"counterfactual": 6, **EVALUATION}
 
 
 def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
-    assert jobs == {"invert": 1, "counterfactual": 3, **EVALUATION}
+    assert jobs == {"invert": 1, "counterfactual": 6, **EVALUATION}
 
 
 def test_one_stage_reruns_with_R_until_and_f(smoke_run):
@@ -268,7 +270,7 @@ def test_diffusion_change_replans_training_and_downstream_not_data(smoke_run, tm
         "train_diffusion": 1,
         "train_classifier": 1,  # trained with the diffusion model's noise schedule
         "invert": 1,
-        "counterfactual": 3,
+        "counterfactual": 6,
         "gan_metrics": 1,
         **EVALUATION,
     }
@@ -293,7 +295,7 @@ def test_code_change_in_one_stage_replans_that_stage(smoke_run):
         for p in outputs:
             os.utime(p, (module.stat().st_mtime - 60,) * 2)
         by_time = planned_jobs(smoke_run, "--max-checksum-file-size", "0")
-        assert by_time == {"invert": 1, "counterfactual": 3, **EVALUATION}
+        assert by_time == {"invert": 1, "counterfactual": 6, **EVALUATION}
     finally:
         for p, t in times.items():
             os.utime(p, (t, t))

@@ -90,7 +90,7 @@ class CounterfactualConfig:
     precision: str = "bf16"
     device: str = "auto"
     seed: int = 0
-    first_pass: str = "cfg/1"
+    first_pass: str = "cg/10"
     mask_quantile: float = 0.97
     mask_smoothing: float = 0.03
     mask_dilation: float = 0.03

@@ -68,7 +68,7 @@ class InvertConfig:
     """
 
     splits: tuple[str, ...] = ("calibration", "test")
-    steps: int = 50
+    steps: int = 12
     depth: float = 0.5
     conditioning: str = "unconditional"
     target_class: str = "Normal"

@@ -99,9 +99,7 @@ def first_pass_mask(maps: np.ndarray, threshold: float, dilation_px: int) -> np.
     mask = np.asarray(maps) > threshold
     if dilation_px > 0 and mask.any():
         ball = ndimage.generate_binary_structure(2, 1)
-        mask = np.stack(
-            [ndimage.binary_dilation(m, ball, iterations=dilation_px) for m in mask]
-        )
+        mask = np.stack([ndimage.binary_dilation(m, ball, iterations=dilation_px) for m in mask])
     return mask
 
 
