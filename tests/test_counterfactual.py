@@ -13,12 +13,13 @@ from cxrgen import cli, io
 from cxrgen.classifier.model import load_classifier
 from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
 from cxrgen.counterfactual import guidance
+from cxrgen.counterfactual.ddim import decode
 from cxrgen.counterfactual.generate import (
     CounterfactualConfig,
     example_rows,
     make_counterfactuals,
 )
-from cxrgen.counterfactual.invert import InvertConfig, invert_split
+from cxrgen.counterfactual.invert import InvertConfig, invert_split, read_trajectory
 from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean
 from cxrgen.data.classes import read_classes
 from cxrgen.diffusion.model import load_diffusion
@@ -138,7 +139,15 @@ def test_outputs_agree_with_each_other(setup):
     original = np.load(setup["store"] / "images.npy")[setup["table"]["store_row"]] / 65535
     np.testing.assert_allclose(diff, original - cf, atol=1e-6)
     np.testing.assert_array_equal(absd, np.abs(diff))
-    assert cf.min() >= 0 and cf.max() <= 1 and cf.dtype == np.float32
+    assert cf.dtype == np.float32
+    # the stored counterfactual is the CFG decode of the stored latents, toward Normal, in
+    # [0, 1]: recomputed here from the latents with the library's own predictor and loop
+    unet, _, classes = load_diffusion(setup["diffusion"])
+    traj, _ = read_trajectory(setup["latents"])
+    target = torch.full((len(cf),), classes.index("Normal"))
+    latents = torch.from_numpy(load(setup["latents"], "latents"))[:, None]
+    again = decode(guidance.classifier_free(unet, target, 3.0, "fp32"), traj, latents)
+    np.testing.assert_allclose(cf, ((again[:, 0] + 1) / 2).clamp(0, 1).numpy(), atol=1e-5)
     assert pd.read_parquet(out / "scores.parquet").equals(scores)
     assert scores["image_id"].tolist() == setup["table"]["image_id"].tolist()
     assert set(COLUMNS) <= set(scores.columns)

@@ -79,15 +79,26 @@ def assert_same(a, b, names=EMA_NETS):
 
 def test_outputs_and_loaded_model(trained):
     out, history = trained
-    for name in ("config.json", "classes.json", "loss.parquet", "loss.png", "samples.png"):
-        assert (out / name).stat().st_size > 0, name
+    assert io.read_json(out / "classes.json")["names"] == list(DOMAINS3)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "loss.parquet"), history)
+    for name in ("loss.png", "samples.png"):  # decodable pictures with something drawn
+        picture = matplotlib.image.imread(out / name)
+        assert min(picture.shape[:2]) > 2 * SIZE and picture.std() > 0.01, name
     assert not (out / "discriminator.safetensors").exists()  # only the EMA nets are outputs
     model = load_stargan(out)
     assert model.classes == tuple(DOMAINS3) and model.image_size == (SIZE, SIZE)
     x = torch.zeros(2, 1, SIZE, SIZE)
     y = torch.tensor([1, 2])
     assert model.translate_latent(x, y, torch.randn(2, 4)).shape == (2, 1, SIZE, SIZE)
-    assert model.translate_reference(x, y, x).abs().max() <= 1
+    g = torch.Generator().manual_seed(0)
+    ref_a, ref_b = (
+        torch.rand(2, 1, SIZE, SIZE, generator=g),
+        torch.rand(2, 1, SIZE, SIZE, generator=g),
+    )
+    same = model.translate_reference(x, y, ref_a)
+    assert torch.equal(same, model.translate_reference(x, y, ref_a))  # deterministic
+    assert not torch.allclose(same, model.translate_reference(x, y, ref_b))  # the style counts
+    assert not torch.allclose(same, model.translate_reference(x, y.flip(0), ref_a))  # the domain
     assert history["step"].tolist() == [2, 4, 6, 8]
     for prefix in ("d_latent_", "d_ref_"):
         assert {prefix + k for k in ("real", "fake", "reg")} <= set(history.columns)
