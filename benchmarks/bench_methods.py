@@ -89,20 +89,13 @@ def main() -> None:
                                                      nl, tg, 10.0)  # fmt: skip
             else:
                 predict = guidance.classifier_free(unet, tg, 1.0)
-            start, hook = latent, None
-            if method in ("renoise", "msr"):
+            fresh = None
+            if method in resample.STOCHASTIC:
                 fresh = resample.image_noise(rows[a : a + n], (size, size), 0)
-                start = resample.renoise_start(x, fresh, traj)
-            if method == "msr":
-                mask = torch.zeros_like(x)
-                mask[..., 20:40, 10:30] = 1
-                start = mask * start + (1 - mask) * latent
-                hook = resample.stitch_hook(mask, x, resample.implied_noise(latent, x, traj), traj)
-            if method == "thor":
-                hook = resample.harmonise_hook(
-                    x, resample.implied_noise(latent, x, traj), traj,
-                    resample.harmonised_states(traj.steps, 3), 0.2, 0.03 * size,
-                )  # fmt: skip
+            mask = torch.zeros_like(x)
+            mask[..., 20:40, 10:30] = 1
+            start, hook = resample.start_and_hook(method, x, latent, traj, fresh, mask,
+                                                  sigma_px=0.03 * size)  # fmt: skip
             decode(predict, traj, start, step_hook=hook)
 
     cases = [

@@ -152,9 +152,8 @@ def cmd_counterfactual(args: argparse.Namespace) -> None:
 
     cfg = config_from_args(args)
     # method msr: the first pass is OUTPUT/METHOD/SCALE of cfg.first_pass unless named
-    first_pass = args.first_pass_dir or args.output / cfg.first_pass.split("/")[0] / scale_name(
-        float(cfg.first_pass.split("/")[1])
-    )
+    first_method, first_scale = cfg.first_pass_setting
+    first_pass = args.first_pass_dir or args.output / first_method / scale_name(first_scale)
     with claim_device():
         for scale in args.scale:
             out = args.output / args.method / scale_name(scale)

@@ -54,8 +54,6 @@ from cxrgen.gan.stargan_train import load_stargan
 log = logging.getLogger(__name__)
 
 METHODS = ("cfg", "cg", "renoise", "msr", "thor", "stargan")
-# methods whose noise is drawn (per image, from cfg.seed) rather than read from the latent
-STOCHASTIC = ("renoise", "msr")
 CG_CONDITIONINGS = ("unconditional", "target")
 
 
@@ -97,6 +95,12 @@ class CounterfactualConfig:
     calibration_split: str = "calibration"
     harmonise_every: int = 3
     residual_scale: float = 0.2
+
+    @property
+    def first_pass_setting(self) -> tuple[str, float]:
+        """msr's first pass as (method, scale)."""
+        method, _, scale = self.first_pass.partition("/")
+        return method, float(scale)
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
@@ -184,21 +188,15 @@ def _diffusion(
     def translate(a: int, b: int, original: np.ndarray) -> np.ndarray:
         x_latent = torch.from_numpy(np.array(latents[a:b]))[:, None].to(device)
         x0 = torch.from_numpy(original * 2 - 1)[:, None].float().to(device)
-        start, hook = x_latent, None
-        if method in STOCHASTIC:
+        fresh = mask = None
+        if method in resample.STOCHASTIC:
             fresh = resample.image_noise(store_rows[a:b], images.shape, cfg.seed).to(device)
-            start = resample.renoise_start(x0, fresh, traj)
-        if method == "msr":  # fresh noise inside the mask, the latent outside it
-            mask = torch.from_numpy(masks(a, b))[:, None].float().to(device)
-            start = mask * start + (1 - mask) * x_latent
-            known = resample.implied_noise(x_latent, x0, traj)
-            hook = resample.stitch_hook(mask, x0, known, traj)
-        elif method == "thor":
-            hook = resample.harmonise_hook(
-                x0, resample.implied_noise(x_latent, x0, traj), traj,
-                resample.harmonised_states(traj.steps, cfg.harmonise_every),
-                cfg.residual_scale, cfg.mask_smoothing * width,
-            )  # fmt: skip
+        if method == "msr":
+            mask = torch.from_numpy(masks(a, b))[:, None].to(device)
+        start, hook = resample.start_and_hook(
+            method, x0, x_latent, traj, fresh, mask, cfg.harmonise_every, cfg.residual_scale,
+            cfg.mask_smoothing * width,
+        )  # fmt: skip
         out = decode(predictor(a, b), traj, start, cfg.clip_denoised, step_hook=hook)
         return ((out[:, 0] + 1) / 2).clamp(0, 1).cpu().numpy()
 

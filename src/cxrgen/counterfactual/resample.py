@@ -41,6 +41,9 @@ from scipy import ndimage
 from cxrgen.config import check
 from cxrgen.counterfactual.ddim import StepHook, Trajectory, noised
 
+# methods that start from fresh per-image noise rather than the DDIM latent alone
+STOCHASTIC = ("renoise", "msr")
+
 
 def image_noise(store_rows: np.ndarray, shape: tuple[int, ...], seed: int) -> torch.Tensor:
     """Standard normal noise (B, 1, H, W), image i's drawn from seed (seed, store_rows[i])."""
@@ -63,7 +66,11 @@ def renoise_start(x0: torch.Tensor, eps: torch.Tensor, traj: Trajectory) -> torc
 
 
 def gaussian_blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, 1, H, W) with reflected borders (identity at sigma 0)."""
+    """Separable Gaussian blur of (B, 1, H, W) with reflected borders (identity at sigma 0).
+
+    In torch rather than scipy's gaussian_filter (used for the first-pass maps): THOR blurs
+    inside the decoding loop, on the model's device.
+    """
     if sigma_px <= 0:
         return x
     radius = max(1, int(np.ceil(3 * sigma_px)))
@@ -76,11 +83,12 @@ def gaussian_blur(x: torch.Tensor, sigma_px: float) -> torch.Tensor:
 
 
 def smoothed_removed(diff: np.ndarray, sigma_px: float) -> np.ndarray:
-    """The first-pass map: the positive part of original - counterfactual, Gaussian-smoothed."""
+    """The first-pass map: the positive part of original - counterfactual, Gaussian-smoothed
+    over the two image axes of (B, H, W)."""
     removed = np.clip(np.asarray(diff, dtype=np.float32), 0, None)
     if sigma_px <= 0:
         return removed
-    return np.stack([ndimage.gaussian_filter(m, sigma_px, mode="reflect") for m in removed])
+    return ndimage.gaussian_filter(removed, (0, sigma_px, sigma_px), mode="reflect")
 
 
 def mask_threshold(calibration_maps: np.ndarray, quantile: float) -> float:
@@ -139,6 +147,38 @@ def harmonise_hook(
         return noised(m * x0_hat + (1 - m) * x0, eps, traj.alpha_bars[state])
 
     return hook
+
+
+def start_and_hook(
+    method: str,
+    x0: torch.Tensor,
+    x_latent: torch.Tensor,
+    traj: Trajectory,
+    fresh: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    harmonise_every: int = 3,
+    residual_scale: float = 0.2,
+    sigma_px: float = 0.0,
+) -> tuple[torch.Tensor, StepHook | None]:
+    """Where a method's decoding starts and its step hook (cfg / cg: the latent, no hook).
+
+    ``fresh``: the per-image noise of renoise and msr (:func:`image_noise`); ``mask``: msr's
+    (B, 1, H, W) mask in {0, 1} (fresh noise inside it, the latent outside it).
+    """
+    if method in STOCHASTIC:
+        check(fresh is not None, f"method {method!r} needs fresh noise")
+        start = renoise_start(x0, fresh, traj)
+        if method == "renoise":
+            return start, None
+        check(mask is not None, "method 'msr' needs its mask")
+        mask = mask.float()
+        start = mask * start + (1 - mask) * x_latent
+        return start, stitch_hook(mask, x0, implied_noise(x_latent, x0, traj), traj)
+    if method == "thor":
+        states = harmonised_states(traj.steps, harmonise_every)
+        known = implied_noise(x_latent, x0, traj)
+        return x_latent, harmonise_hook(x0, known, traj, states, residual_scale, sigma_px)
+    return x_latent, None
 
 
 def harmonised_states(steps: int, every: int) -> set[int]:
