@@ -31,10 +31,11 @@ import pandas as pd
 import torch
 
 from cxrgen.data.classes import write_classes
+from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.loop import EMA, GanSpec, run_gan_training
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import StarGANNets, build_stargan
-from cxrgen.gan.stargan_train import StarGANTrainConfig, architecture, stargan_step
+from cxrgen.gan.stargan_train import architecture, stargan_step
 from cxrgen.metrics.fid import InceptionFeatures, extract
 from cxrgen.metrics.weights import build_inception
 from cxrgen.training.data import load_split

@@ -50,10 +50,10 @@ def test_default_config_and_presets_validate_and_build(preset):
         phantom_cls = phantom_config_class(ds["layout"])
         from_mapping(phantom_cls, ds.get("phantoms"), f"datasets.{name}.phantoms")
         if "diffusion" in ds:
-            from cxrgen.classifier.train import ClassifierTrainConfig
+            from cxrgen.classifier.config import ClassifierTrainConfig
             from cxrgen.counterfactual.generate import CounterfactualConfig
             from cxrgen.counterfactual.invert import InvertConfig
-            from cxrgen.diffusion.train import DiffusionTrainConfig
+            from cxrgen.diffusion.config import DiffusionTrainConfig
 
             from_mapping(DiffusionTrainConfig, ds["diffusion"], f"datasets.{name}.diffusion")
             from_mapping(ClassifierTrainConfig, ds.get("classifier"), f"datasets.{name}.classifier")
@@ -76,10 +76,10 @@ def phantom_config_class(layout):
         ("split", "cxrgen.data.split.SplitConfig"),
         ("rsna_phantoms", "cxrgen.phantoms.PhantomConfig"),
         ("covidqu_phantoms", "cxrgen.phantoms.CovidPhantomConfig"),
-        ("diffusion", "cxrgen.diffusion.train.DiffusionTrainConfig"),
-        ("classifier", "cxrgen.classifier.train.ClassifierTrainConfig"),
-        ("stargan", "cxrgen.gan.stargan_train.StarGANTrainConfig"),
-        ("dcgan", "cxrgen.gan.dcgan_train.DCGANTrainConfig"),
+        ("diffusion", "cxrgen.diffusion.config.DiffusionTrainConfig"),
+        ("classifier", "cxrgen.classifier.config.ClassifierTrainConfig"),
+        ("stargan", "cxrgen.gan.config.StarGANTrainConfig"),
+        ("dcgan", "cxrgen.gan.config.DCGANTrainConfig"),
         ("generate", "cxrgen.gan.generate.GenerateConfig"),
         ("gan_eval", "cxrgen.metrics.gan_eval.GANEvalConfig"),
         ("invert", "cxrgen.counterfactual.invert.InvertConfig"),

@@ -10,8 +10,9 @@ import torch
 from synthetic_store import make_store
 
 from cxrgen import cli, io
+from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import load_classifier
-from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
+from cxrgen.classifier.train import train_classifier
 from cxrgen.counterfactual import guidance
 from cxrgen.counterfactual.ddim import decode
 from cxrgen.counterfactual.generate import (
@@ -22,13 +23,14 @@ from cxrgen.counterfactual.generate import (
 from cxrgen.counterfactual.invert import InvertConfig, invert_split, read_trajectory
 from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean
 from cxrgen.data.classes import read_classes
+from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import load_diffusion
-from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
+from cxrgen.diffusion.train import train_diffusion
 from cxrgen.errors import ConfigError, DataError
 
 SIZE = 16
 N_VALID = 8
-UNET = dict(block_out_channels=(16, 32), norm_num_groups=8, num_train_timesteps=100)
+UNET = dict(block_out_channels=(16, 32), norm_num_groups=8)
 TRAIN = dict(batch_size=4, warmup_steps=2, checkpoint_every=10, log_every=5)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,8 +43,8 @@ def setup(tmp_path_factory):
     store, split = make_store(root / "data", n=24, size=SIZE, n_valid=N_VALID)
     diffusion = root / "diffusion"
     cfg = DiffusionTrainConfig(
-        **UNET, **TRAIN, attention_head_dim=8, attention_resolutions=(8,), lr=2e-3,
-        max_steps=30, n_sample_per_class=1, sample_steps=2,
+        **UNET, **TRAIN, num_train_timesteps=100, attention_head_dim=8, attention_resolutions=(8,),
+        lr=2e-3, max_steps=30, n_sample_per_class=1, sample_steps=2,
     )  # fmt: skip
     train_diffusion(store, split, diffusion, cfg, progress=False)
     classifier = root / "classifier"
@@ -338,7 +340,8 @@ def test_classifier_guidance_raises_the_target_probability(setup):
 
 
 def train_tiny_stargan(setup):
-    from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+    from cxrgen.gan.config import StarGANTrainConfig
+    from cxrgen.gan.stargan_train import train_stargan
 
     tiny = dict(base_dim=8, max_conv_dim=16, style_dim=8, latent_dim=4, mapping_dim=16)
     cfg = StarGANTrainConfig(

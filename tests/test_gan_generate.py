@@ -8,9 +8,10 @@ from gan_store import DOMAINS3, make_domain_store
 from cxrgen import io
 from cxrgen.data.classes import read_classes
 from cxrgen.errors import ConfigError, DataError
-from cxrgen.gan.dcgan_train import DCGANTrainConfig, train_dcgan
+from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
+from cxrgen.gan.dcgan_train import train_dcgan
 from cxrgen.gan.generate import GenerateConfig, generate_synthetic
-from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+from cxrgen.gan.stargan_train import train_stargan
 
 SIZE = 16
 N_VALID = 3

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cxrgen.errors import ConfigError
+from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator
 from cxrgen.gan.loop import EMA
 from cxrgen.gan.stargan_losses import (
@@ -16,7 +17,7 @@ from cxrgen.gan.stargan_losses import (
     r1_penalty,
 )
 from cxrgen.gan.stargan_nets import build_stargan, check_generator_geometry, trunk_downsamplings
-from cxrgen.gan.stargan_train import StarGANTrainConfig, architecture
+from cxrgen.gan.stargan_train import architecture
 
 TINY = dict(base_dim=8, max_conv_dim=16, style_dim=8, latent_dim=4, mapping_dim=16)
 

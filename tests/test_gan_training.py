@@ -14,9 +14,10 @@ from cxrgen import io
 from cxrgen.config import from_mapping
 from cxrgen.errors import ConfigError
 from cxrgen.gan import stargan_train
-from cxrgen.gan.dcgan_train import DCGANTrainConfig, load_dcgan, train_dcgan
+from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
+from cxrgen.gan.dcgan_train import load_dcgan, train_dcgan
 from cxrgen.gan.stargan_losses import ds_weight
-from cxrgen.gan.stargan_train import StarGANTrainConfig, load_stargan, train_stargan
+from cxrgen.gan.stargan_train import load_stargan, train_stargan
 from cxrgen.training.checkpoint import checkpoint_path
 
 SIZE = 16

@@ -5,7 +5,8 @@ import pytest
 from synthetic_store import make_store
 
 from cxrgen import io
-from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
+from cxrgen.diffusion.config import DiffusionTrainConfig
+from cxrgen.diffusion.train import train_diffusion
 from cxrgen.errors import CxrgenError
 from cxrgen.training.launch import launch_command, run_launched
 

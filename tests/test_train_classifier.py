@@ -11,9 +11,11 @@ from safetensors.torch import load_file
 from synthetic_store import CLASSES, make_store
 
 from cxrgen import io
+from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import NoiseAwareClassifier, load_classifier, log_prob_gradient
-from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
+from cxrgen.classifier.train import train_classifier
 from cxrgen.classifier.validate import auroc
+from cxrgen.config import from_mapping
 from cxrgen.diffusion.model import build_scheduler, check_same_schedule
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.training.data import XrayDataset, load_split
@@ -141,21 +143,19 @@ def test_killed_run_resumes_to_exactly_the_same_weights(
     pd.testing.assert_frame_equal(table, trained[1])
 
 
-def test_errors(store, tmp_path):
+def test_errors(store, diffusion_scheduler, tmp_path):
+    schedule = dict(progress=False, scheduler_dir=diffusion_scheduler)
     with pytest.raises(DataError, match="split 'valid' has no labelled images"):
         train_classifier(
-            *store, tmp_path, ClassifierTrainConfig(**TINY, valid_split="valid"), progress=False
+            *store, tmp_path, ClassifierTrainConfig(**TINY, valid_split="valid"), **schedule
         )
     with pytest.raises(ConfigError, match="larger than the 32 training images"):
         train_classifier(
-            *store, tmp_path, ClassifierTrainConfig(**{**TINY, "batch_size": 64}), progress=False
+            *store, tmp_path, ClassifierTrainConfig(**{**TINY, "batch_size": 64}), **schedule
         )
     with pytest.raises(ConfigError, match="attention_resolutions"):
         train_classifier(
-            *store,
-            tmp_path,
-            ClassifierTrainConfig(**TINY, attention_resolutions=(32,)),
-            progress=False,
+            *store, tmp_path, ClassifierTrainConfig(**TINY, attention_resolutions=(32,)), **schedule
         )
     with pytest.raises(DataError, match="no scheduler_config.json"):
         train_classifier(
@@ -205,3 +205,6 @@ def test_training_and_validation_timesteps_stop_at_the_inversion_depth(store, tr
     assert table["t_lo"].tolist() == [0, 100, 201] and table["t_hi"].iloc[-1] == 301
     with pytest.raises(ConfigError, match="max_depth"):
         ClassifierTrainConfig(**TINY, max_depth=0.0)
+    # the noise schedule is the diffusion model's only: the classifier section has no such key
+    with pytest.raises(ConfigError, match="num_train_timesteps"):
+        from_mapping(ClassifierTrainConfig, {"num_train_timesteps": 100})

@@ -14,8 +14,9 @@ from synthetic_store import CLASSES, make_store
 from cxrgen import io
 from cxrgen.config import from_mapping
 from cxrgen.data.classes import read_classes
+from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import load_diffusion
-from cxrgen.diffusion.train import DiffusionTrainConfig, diffusion_loss, train_diffusion
+from cxrgen.diffusion.train import diffusion_loss, train_diffusion
 from cxrgen.errors import ConfigError
 from cxrgen.training.loop import StepContext
 

@@ -12,7 +12,8 @@ processes = int(smk.params.processes)
 with logs.stage_log(smk.log[0]), claim_devices(processes):
     import torch
 
-    from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
+    from cxrgen.classifier.config import ClassifierTrainConfig
+    from cxrgen.classifier.train import train_classifier
     from cxrgen.training.launch import run_launched
 
     torch.set_num_threads(smk.threads)

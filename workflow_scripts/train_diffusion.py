@@ -12,7 +12,8 @@ processes = int(smk.params.processes)
 with logs.stage_log(smk.log[0]), claim_devices(processes):
     import torch
 
-    from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
+    from cxrgen.diffusion.config import DiffusionTrainConfig
+    from cxrgen.diffusion.train import train_diffusion
     from cxrgen.training.launch import run_launched
 
     torch.set_num_threads(smk.threads)

@@ -11,8 +11,9 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.gan.dcgan_train import DCGANTrainConfig, train_dcgan
-    from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+    from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
+    from cxrgen.gan.dcgan_train import train_dcgan
+    from cxrgen.gan.stargan_train import train_stargan
 
     torch.set_num_threads(smk.threads)
     kind = "stargan" if smk.rule == "train_stargan" else "dcgan"

@@ -110,10 +110,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def _trainers() -> dict[str, tuple[type, Callable]]:
-    from cxrgen.classifier.train import ClassifierTrainConfig, train_classifier
-    from cxrgen.diffusion.train import DiffusionTrainConfig, train_diffusion
-    from cxrgen.gan.dcgan_train import DCGANTrainConfig, train_dcgan
-    from cxrgen.gan.stargan_train import StarGANTrainConfig, train_stargan
+    from cxrgen.classifier.config import ClassifierTrainConfig
+    from cxrgen.classifier.train import train_classifier
+    from cxrgen.diffusion.config import DiffusionTrainConfig
+    from cxrgen.diffusion.train import train_diffusion
+    from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
+    from cxrgen.gan.dcgan_train import train_dcgan
+    from cxrgen.gan.stargan_train import train_stargan
 
     return {
         "train-diffusion": (DiffusionTrainConfig, train_diffusion),
@@ -248,7 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--split", required=True, type=Path, help="split folder")
         p.add_argument("--output", required=True, type=Path, help="model folder to write")
         if command == "train-classifier":
-            p.add_argument("--scheduler", type=Path, help="the diffusion model's scheduler/")
+            p.add_argument(
+                "--scheduler", required=True, type=Path,
+                help="the diffusion model's scheduler/ (the classifier's only noise schedule)",
+            )  # fmt: skip
         if command in ("train-diffusion", "train-classifier"):
             p.add_argument("--checkpoints", type=Path, help="checkpoint folder")
         add_config_flags(p, cls)

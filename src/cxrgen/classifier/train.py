@@ -1,12 +1,10 @@
-"""Train the noise-aware classifier: ``train_classifier(store, split, out, cfg)``.
+"""Train the noise-aware classifier: ``train_classifier(store, split, out, cfg, scheduler_dir=)``.
 
 It learns p(y | x_t, t) on images noised by the DDPM forward process at uniform t. The noise
-schedule must be the diffusion model's: pass ``scheduler_dir`` (the diffusion model's
-``scheduler/`` folder) and it is used as is; without it the schedule is built from this
-config's ``num_train_timesteps`` / ``beta_schedule`` (which must then match the diffusion
-config; the guidance stage checks with :func:`cxrgen.diffusion.model.check_same_schedule`
-against the copy saved in ``scheduler/``). Without the dependency both models can train in
-parallel.
+schedule is always the diffusion model's: ``scheduler_dir`` (the diffusion model's
+``scheduler/`` folder) is required and used as is, and a copy is saved in ``out_dir/scheduler``
+(the guidance stage checks the two agree with
+:func:`cxrgen.diffusion.model.check_same_schedule`). The classifier config has no schedule keys.
 
 Outputs in ``out_dir``: ``model.safetensors`` + ``config.json`` (:func:`load_classifier`),
 ``scheduler/``, ``validation.parquet`` + ``validation.png`` (per timestep bin),
@@ -17,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -27,66 +24,17 @@ from diffusers import DDPMScheduler
 from torch import nn
 
 from cxrgen import provenance
+from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import NoiseAwareClassifier, save_classifier
 from cxrgen.classifier.validate import validate_per_timestep, write_validation
-from cxrgen.config import check
 from cxrgen.data.classes import write_classes
-from cxrgen.diffusion.model import (
-    BETA_SCHEDULES,
-    build_scheduler,
-    check_unet_geometry,
-    check_unet_shape,
-)
+from cxrgen.diffusion.model import check_unet_geometry
 from cxrgen.errors import DataError
 from cxrgen.training.artifacts import atomic_dir, write_loss
 from cxrgen.training.data import XrayDataset, load_split, require_every_class
 from cxrgen.training.loop import StepContext, run_training, seeded
-from cxrgen.training.loop_config import TrainLoopConfig
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ClassifierTrainConfig(TrainLoopConfig):
-    """Noise-aware classifier training (shared keys are documented on TrainLoopConfig).
-
-    block_out_channels / layers_per_block / attention_resolutions / mid_attention /
-    attention_head_dim / norm_num_groups / dropout: the UNet-encoder architecture.
-    num_train_timesteps / beta_schedule: the noise schedule when no diffusion ``scheduler/``
-        folder is given (must equal the diffusion model's).
-    max_depth: training timesteps are drawn from [0, L], L = round(max_depth * T): guidance
-        only queries t <= the inversion depth, so the pipeline sets it to invert.depth.
-    valid_split: split name evaluated after training. valid_bins: timestep bins of [0, L]
-        in the validation table. valid_batch_size: evaluation batch.
-    """
-
-    batch_size: int = 32
-    lr: float = 5e-4
-    weight_decay: float = 0.05
-    max_steps: int = 400
-    warmup_steps: int = 40
-    checkpoint_every: int = 100
-    balanced_sampling: bool = True
-    block_out_channels: tuple[int, ...] = (16, 32, 64, 128)
-    layers_per_block: int = 1
-    attention_resolutions: tuple[int, ...] = ()
-    mid_attention: bool = True
-    attention_head_dim: int = 16
-    norm_num_groups: int = 8
-    dropout: float = 0.0
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "linear"
-    max_depth: float = 1.0
-    valid_split: str = "calibration"
-    valid_bins: int = 10
-    valid_batch_size: int = 64
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_unet_shape(self)
-        check(0 < self.max_depth <= 1, f"max_depth must be in (0, 1], got {self.max_depth}")
-        check(self.valid_bins >= 1, "valid_bins must be >= 1")
-        check(self.valid_batch_size >= 1, "valid_batch_size must be >= 1")
 
 
 def classifier_loss(
@@ -112,24 +60,11 @@ def timestep_limit(scheduler: DDPMScheduler, max_depth: float) -> int:
     return min(total, round(max_depth * total) + 1)
 
 
-def noise_schedule(cfg: ClassifierTrainConfig, scheduler_dir: str | Path | None) -> DDPMScheduler:
-    if scheduler_dir is None:
-        return build_scheduler(cfg.num_train_timesteps, cfg.beta_schedule)
+def noise_schedule(scheduler_dir: str | Path) -> DDPMScheduler:
+    """The diffusion model's saved noise schedule (its ``scheduler/`` folder)."""
     if not (Path(scheduler_dir) / "scheduler_config.json").exists():
         raise DataError(f"no scheduler_config.json in {scheduler_dir}: train the diffusion model")
-    scheduler = DDPMScheduler.from_pretrained(scheduler_dir)
-    if (scheduler.config.num_train_timesteps, scheduler.config.beta_schedule) != (
-        cfg.num_train_timesteps,
-        BETA_SCHEDULES[cfg.beta_schedule],
-    ):
-        log.warning(
-            "using the noise schedule of %s (%d steps, %s); the classifier config's "
-            "num_train_timesteps / beta_schedule are ignored",
-            scheduler_dir,
-            scheduler.config.num_train_timesteps,
-            scheduler.config.beta_schedule,
-        )
-    return scheduler
+    return DDPMScheduler.from_pretrained(scheduler_dir)
 
 
 def train_classifier(
@@ -138,10 +73,14 @@ def train_classifier(
     out_dir: str | Path,
     cfg: ClassifierTrainConfig,
     progress: bool = True,
-    scheduler_dir: str | Path | None = None,
+    *,
+    scheduler_dir: str | Path,
     checkpoint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train on the 'train' split, validate per timestep bin on ``cfg.valid_split``.
+
+    ``scheduler_dir`` is the diffusion model's ``scheduler/``: the only source of the noise
+    schedule (timesteps and betas).
 
     Returns the validation table. Re-running resumes from the newest checkpoint in
     ``checkpoint_dir`` (default ``out_dir/checkpoints``).
@@ -152,7 +91,7 @@ def train_classifier(
     require_every_class(data)
     valid = load_split(store_dir, split_dir, cfg.valid_split)
     check_unet_geometry(data.height, data.width, cfg.block_out_channels, cfg.attention_resolutions)
-    scheduler = noise_schedule(cfg, scheduler_dir)
+    scheduler = noise_schedule(scheduler_dir)
     k = data.num_classes
 
     def build():
@@ -209,7 +148,7 @@ def train_classifier(
         class_counts=data.class_counts().tolist(),
         n_valid=len(valid),
         image_size=[data.height, data.width],
-        noise_schedule_from=str(scheduler_dir) if scheduler_dir else "config",
+        noise_schedule_from=str(scheduler_dir),
         resumed_from_step=outcome.start_step,
         mixed_precision=outcome.accelerator.mixed_precision,
         processes=outcome.accelerator.num_processes,

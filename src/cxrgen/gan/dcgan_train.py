@@ -22,14 +22,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from cxrgen.config import check
 from cxrgen.gan.artifacts import (
     Panel,
     load_weights,
     read_model_config,
     write_labelled_grid,
 )
-from cxrgen.gan.config import GANTrainConfig
+from cxrgen.gan.config import DCGANTrainConfig
 from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator, check_dcgan_geometry
 from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
 from cxrgen.gan.stargan_losses import adversarial_loss
@@ -38,34 +37,6 @@ from cxrgen.training.loop import StepContext, seeded
 from cxrgen.training.seeding import Purpose, generator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DCGANTrainConfig(GANTrainConfig):
-    """Class-conditional DCGAN training (shared keys on GANTrainConfig / TrainLoopConfig).
-
-    latent_dim: z size. embed_dim: class-embedding size fed to the generator with z.
-    base_dim / max_conv_dim: conv widths at the image side / cap. upsamplings: transposed convs
-        (the image side must be divisible by 2**upsamplings; 4 at 64 px, 6 at 256 px starts
-        from 4 x 4). n_sample_per_class: columns of samples.png.
-    """
-
-    lr: float = 2e-4
-    adam_beta1: float = 0.5
-    adam_beta2: float = 0.999
-    weight_decay: float = 0.0
-    latent_dim: int = 100
-    embed_dim: int = 50
-    base_dim: int = 64
-    max_conv_dim: int = 512
-    upsamplings: int = 4
-    n_sample_per_class: int = 8
-
-    def __post_init__(self):
-        super().__post_init__()
-        for key in ("latent_dim", "embed_dim", "base_dim", "max_conv_dim", "upsamplings"):
-            check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        check(self.n_sample_per_class >= 1, "n_sample_per_class must be >= 1")
 
 
 def dcgan_discriminator_loss(

@@ -31,7 +31,7 @@ from cxrgen.gan.artifacts import (
     read_model_config,
     write_labelled_grid,
 )
-from cxrgen.gan.config import GANTrainConfig
+from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import StarGANNets, build_stargan, check_generator_geometry
@@ -40,56 +40,6 @@ from cxrgen.training.loop import StepContext, seeded
 from cxrgen.training.seeding import Purpose, generator
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StarGANTrainConfig(GANTrainConfig):
-    """StarGAN v2 / Med-StyleGAN2 training (shared keys on GANTrainConfig / TrainLoopConfig).
-
-    latent_dim / style_dim: sizes of z and of the style code. base_dim / max_conv_dim: conv
-        widths (first level, cap). g_downsamplings: generator encoder halvings (the image side
-        must be divisible by 2**g_downsamplings; StarGAN v2 uses log2(size) - 4, i.e. 4 at 256).
-    g_bottleneck_blocks: residual blocks at the bottleneck. mapping_dim: mapping MLP width.
-    mapping_lr: the mapping network's learning rate (StarGAN v2: f_lr = 1e-6).
-    lambda_reg / lambda_sty / lambda_cyc: R1, style-reconstruction and cycle weights.
-    lambda_ds: initial diversity-sensitive weight (Med-StyleGAN2: 2), decayed linearly to 0
-        over ds_iter steps. w_hpf: must be 0 (no face-landmark high-pass branch).
-    n_sample_per_domain: source images per domain in samples.png.
-    """
-
-    latent_dim: int = 16
-    style_dim: int = 64
-    base_dim: int = 64
-    max_conv_dim: int = 512
-    g_downsamplings: int = 4
-    g_bottleneck_blocks: int = 2
-    mapping_dim: int = 512
-    mapping_lr: float = 1e-6
-    lambda_reg: float = 1.0
-    lambda_sty: float = 1.0
-    lambda_ds: float = 2.0
-    lambda_cyc: float = 1.0
-    ds_iter: int = 100_000
-    w_hpf: float = 0.0
-    n_sample_per_domain: int = 2
-
-    def __post_init__(self):
-        super().__post_init__()
-        for key in ("latent_dim", "style_dim", "base_dim", "max_conv_dim", "mapping_dim"):
-            check(getattr(self, key) >= 1, f"{key} must be >= 1, got {getattr(self, key)}")
-        check(self.max_conv_dim >= self.base_dim, "max_conv_dim must be >= base_dim")
-        check(self.g_downsamplings >= 0, "g_downsamplings must be >= 0")
-        check(self.g_bottleneck_blocks >= 0, "g_bottleneck_blocks must be >= 0")
-        check(self.mapping_lr > 0, f"mapping_lr must be > 0, got {self.mapping_lr}")
-        for key in ("lambda_reg", "lambda_sty", "lambda_ds", "lambda_cyc"):
-            check(getattr(self, key) >= 0, f"{key} must be >= 0, got {getattr(self, key)}")
-        check(self.ds_iter >= 1, f"ds_iter must be >= 1, got {self.ds_iter}")
-        check(
-            self.w_hpf == 0,
-            f"w_hpf must be 0 (Med-StyleGAN2 drops StarGAN v2's face-mask high-pass branch), "
-            f"got {self.w_hpf}",
-        )
-        check(self.n_sample_per_domain >= 1, "n_sample_per_domain must be >= 1")
 
 
 def architecture(cfg: StarGANTrainConfig, num_domains: int, height: int, width: int) -> dict:

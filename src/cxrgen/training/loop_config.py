@@ -1,7 +1,7 @@
 """The config keys every training stage shares (optimisation, EMA, checkpoints, data, devices).
 
-Model-specific configs (:class:`cxrgen.diffusion.train.DiffusionTrainConfig`,
-:class:`cxrgen.classifier.train.ClassifierTrainConfig`) subclass it, adding their model keys
+Model-specific configs (:class:`cxrgen.diffusion.config.DiffusionTrainConfig`,
+:class:`cxrgen.classifier.config.ClassifierTrainConfig`) subclass it, adding their model keys
 and overriding defaults, so each stage's config.yaml section is one flat mapping.
 """
 
