@@ -5,7 +5,7 @@ GAN training, both loops on the same networks (cxrgen.gan.stargan_nets) and batc
 (a) plain: random source / reference images in memory, the four StarGAN v2 updates (D latent,
     D reference, G latent, G reference) with the project's loss functions, Adam, EMA lerp;
     nothing else.
-(b) cxrgen: cxrgen.gan.loop.run_gan_training with cxrgen.gan.stargan_train.stargan_step on a
+(b) cxrgen: cxrgen.training.loop.run_training with cxrgen.gan.stargan_train.stargan_spec on a
     memory-mapped store: step-keyed data order (class-balanced), reference sampling, per-sample
     augmentation, per-step seeding, lambda_ds state, loss logging.
 
@@ -20,7 +20,6 @@ Example (CPU, 32x32):
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import tempfile
 import time
@@ -32,14 +31,14 @@ import torch
 
 from cxrgen.data.classes import write_classes
 from cxrgen.gan.config import StarGANTrainConfig
-from cxrgen.gan.loop import EMA, GanSpec, run_gan_training
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import StarGANNets, build_stargan
-from cxrgen.gan.stargan_train import architecture, stargan_step
+from cxrgen.gan.stargan_train import architecture, stargan_spec
 from cxrgen.metrics.fid import InceptionFeatures, extract
 from cxrgen.metrics.weights import build_inception
 from cxrgen.training.data import load_split
-from cxrgen.training.loop import seeded
+from cxrgen.training.loop import run_training, seeded
+from cxrgen.training.step import EMA
 
 K = 3
 
@@ -127,15 +126,9 @@ def project_loop(cfg: StarGANTrainConfig, size: int, warmup: int) -> float:
         store, split = make_store(Path(tmp), max(64, 4 * cfg.batch_size), size)
         data = load_split(store, split)
         nets = build(cfg, size)
-        spec = GanSpec(
-            nets=dict(nets),
-            step=functools.partial(stargan_step, nets=StarGANNets(**nets), cfg=cfg),
-            ema=("generator", "mapping_network", "style_encoder"),
-            lrs={"mapping_network": cfg.mapping_lr},
-            state={"lambda_ds": cfg.lambda_ds},
-            n_ref=2,
+        out = run_training(
+            stargan_spec(nets, cfg), data, Path(tmp) / "run", cfg, stage="bench", progress=False
         )
-        out = run_gan_training(spec, data, Path(tmp) / "run", cfg, stage="bench", progress=False)
     return float(1 / (1 / out.history["images_per_s"].iloc[warmup:]).mean())
 
 

@@ -33,6 +33,7 @@ from cxrgen.diffusion.model import build_scheduler, build_unet
 from cxrgen.diffusion.train import diffusion_loss
 from cxrgen.training.data import load_split
 from cxrgen.training.loop import run_training, seeded
+from cxrgen.training.step import single_loss
 
 
 def make_store(root: Path, n: int, size: int) -> tuple[Path, Path]:
@@ -123,7 +124,12 @@ def project_loop(cfg: DiffusionTrainConfig, size: int, steps: int, warmup: int) 
             label_dropout=cfg.label_dropout,
         )
         out = run_training(
-            model, loss, data, Path(tmp) / "checkpoints", cfg, stage="bench", progress=False
+            single_loss(model, loss),
+            data,
+            Path(tmp) / "checkpoints",
+            cfg,
+            stage="bench",
+            progress=False,
         )
     # one row per step: drop the warm-up rows
     return float(1 / (1 / out.history["images_per_s"].iloc[warmup:]).mean())

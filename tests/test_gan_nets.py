@@ -8,7 +8,6 @@ import torch
 from cxrgen.errors import ConfigError
 from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator
-from cxrgen.gan.loop import EMA
 from cxrgen.gan.stargan_losses import (
     decay_ds,
     discriminator_loss,
@@ -18,6 +17,7 @@ from cxrgen.gan.stargan_losses import (
 )
 from cxrgen.gan.stargan_nets import build_stargan, check_generator_geometry, trunk_downsamplings
 from cxrgen.gan.stargan_train import architecture
+from cxrgen.training.step import EMA
 
 TINY = dict(base_dim=8, max_conv_dim=16, style_dim=8, latent_dim=4, mapping_dim=16)
 

@@ -15,9 +15,11 @@ from cxrgen.config import from_mapping
 from cxrgen.errors import ConfigError
 from cxrgen.gan import stargan_train
 from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
-from cxrgen.gan.dcgan_train import load_dcgan, train_dcgan
+from cxrgen.gan.dcgan import load_dcgan
+from cxrgen.gan.dcgan_train import train_dcgan
 from cxrgen.gan.stargan_losses import ds_weight
-from cxrgen.gan.stargan_train import load_stargan, train_stargan
+from cxrgen.gan.stargan_nets import load_stargan
+from cxrgen.gan.stargan_train import train_stargan
 from cxrgen.training.checkpoint import checkpoint_path
 
 SIZE = 16

@@ -23,16 +23,15 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from cxrgen import provenance
 from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import NoiseAwareClassifier, save_classifier
 from cxrgen.classifier.validate import validate_per_timestep, write_validation
-from cxrgen.data.classes import write_classes
 from cxrgen.diffusion.model import check_unet_geometry
 from cxrgen.errors import DataError
-from cxrgen.training.artifacts import atomic_dir, write_loss
+from cxrgen.io import atomic_dir
 from cxrgen.training.data import XrayDataset, load_split, require_every_class
-from cxrgen.training.loop import StepContext, run_training, seeded
+from cxrgen.training.loop import seeded, train_and_write
+from cxrgen.training.step import StepContext, single_loss
 
 log = logging.getLogger(__name__)
 
@@ -116,42 +115,36 @@ def train_classifier(
         data.height,
         data.width,
     )
-    outcome = run_training(
-        model,
-        functools.partial(classifier_loss, scheduler=scheduler, max_depth=cfg.max_depth),
+    tables: list[pd.DataFrame] = []
+
+    def save(outcome) -> dict:
+        table = validate_per_timestep(
+            outcome.model, scheduler, XrayDataset(valid), cfg.valid_bins, cfg.seed,
+            cfg.valid_batch_size, timestep_limit(scheduler, cfg.max_depth),
+        )  # fmt: skip
+        log.info("validation per timestep bin:\n%s", table.to_string(index=False))
+        save_classifier(outcome.model, out_dir)
+        with atomic_dir(out_dir / "scheduler") as tmp:
+            scheduler.save_pretrained(tmp)
+        write_validation(out_dir, table, k)
+        tables.append(table)
+        return {"n_valid": len(valid)}
+
+    train_and_write(
+        single_loss(
+            model,
+            functools.partial(classifier_loss, scheduler=scheduler, max_depth=cfg.max_depth),
+        ),
         data,
-        checkpoint_dir,
+        out_dir,
         cfg,
         stage="train_classifier",
+        title="noise-aware classifier (cross-entropy)",
+        save=save,
+        checkpoint_dir=checkpoint_dir,
+        provenance_extra=dict(
+            store=str(store_dir), split=str(split_dir), noise_schedule_from=str(scheduler_dir)
+        ),
         progress=progress,
     )
-    if not outcome.accelerator.is_main_process:
-        return pd.DataFrame()
-    table = validate_per_timestep(
-        outcome.model, scheduler, XrayDataset(valid), cfg.valid_bins, cfg.seed,
-        cfg.valid_batch_size, timestep_limit(scheduler, cfg.max_depth),
-    )  # fmt: skip
-    log.info("validation per timestep bin:\n%s", table.to_string(index=False))
-    save_classifier(outcome.model, out_dir)
-    with atomic_dir(out_dir / "scheduler") as tmp:
-        scheduler.save_pretrained(tmp)
-    write_validation(out_dir, table, k)
-    write_loss(out_dir, outcome.history, "noise-aware classifier (cross-entropy)")
-    write_classes(out_dir / "classes.json", list(data.classes))
-    provenance.write(
-        out_dir / "provenance.json",
-        "train_classifier",
-        cfg,
-        store=str(store_dir),
-        split=str(split_dir),
-        classes=list(data.classes),
-        class_counts=data.class_counts().tolist(),
-        n_valid=len(valid),
-        image_size=[data.height, data.width],
-        noise_schedule_from=str(scheduler_dir),
-        resumed_from_step=outcome.start_step,
-        mixed_precision=outcome.accelerator.mixed_precision,
-        processes=outcome.accelerator.num_processes,
-    )
-    log.info("wrote classifier to %s", out_dir)
-    return table
+    return tables[0] if tables else pd.DataFrame()  # only the main process validates

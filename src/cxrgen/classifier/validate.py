@@ -20,6 +20,7 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from cxrgen import io
+from cxrgen.plotting import pyplot
 from cxrgen.training.data import XrayDataset
 from cxrgen.training.seeding import Purpose, generator
 
@@ -95,10 +96,7 @@ def validate_per_timestep(
 
 def write_validation(out_dir: str | Path, table: pd.DataFrame, num_classes: int) -> None:
     """``validation.parquet`` and ``validation.png`` (accuracy and AUROC against t)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out_dir = Path(out_dir)
     io.write_parquet(out_dir / "validation.parquet", table)

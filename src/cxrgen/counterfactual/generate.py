@@ -48,8 +48,8 @@ from cxrgen.counterfactual.scores import difference_scores
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.diffusion.model import check_same_schedule, load_diffusion
 from cxrgen.errors import ConfigError, DataError
-from cxrgen.gan.artifacts import Panel, write_labelled_grid
-from cxrgen.gan.stargan_train import load_stargan
+from cxrgen.gan.stargan_nets import load_stargan
+from cxrgen.plotting import Panel, write_labelled_grid
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from cxrgen.errors import DataError
-from cxrgen.gan.stargan_train import StarGANModel
+from cxrgen.gan.stargan_nets import StarGANModel
 from cxrgen.training.seeding import Purpose, generator
 
 

@@ -83,7 +83,7 @@ class DiffusionTrainConfig(TrainLoopConfig):
         check(self.sample_every >= 0, "sample_every must be >= 0 (0 = only at the end)")
         check(self.n_sample_per_class >= 1, "n_sample_per_class must be >= 1")
         check(
-            1 <= self.sample_steps <= self.num_train_timesteps,
-            f"sample_steps must be in [1, num_train_timesteps={self.num_train_timesteps}]",
+            1 <= self.sample_steps < self.num_train_timesteps,
+            f"sample_steps must be in [1, num_train_timesteps={self.num_train_timesteps})",
         )
         check(self.sample_guidance_scale >= 0, "sample_guidance_scale must be >= 0")

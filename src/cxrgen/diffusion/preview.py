@@ -1,8 +1,9 @@
 """Preview samples of a trained model: class-conditional DDIM from fixed per-sample seeds.
 
-Each sample's initial noise has its own seeded generator, so a sample does not depend on how
-many are drawn together. This is a preview for the training report; the counterfactual stage
-has its own samplers (inversion, guidance).
+The samples go through the counterfactual stage's own DDIM loop (:func:`ddim.decode` over a
+trajectory to depth 1) with its classifier-free guidance predictor, so the preview shows what
+that loop makes of the model. Each sample's initial noise has its own seeded generator, so a
+sample does not depend on how many are drawn together.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+from diffusers import DDPMScheduler, UNet2DModel
 
+from cxrgen.counterfactual import ddim
+from cxrgen.counterfactual.guidance import classifier_free, conditional
 from cxrgen.training.seeding import Purpose, derive_seed
 
 
@@ -24,32 +27,24 @@ def ddim_sample(
     num_inference_steps: int = 50,
     guidance_scale: float = 0.0,
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta=0) samples in [-1, 1] for ``labels``, noise seeded per sample.
+    """Deterministic DDIM samples in [-1, 1] for ``labels``, noise seeded per sample.
 
     ``guidance_scale`` w > 0 applies classifier-free guidance
     eps = eps(x, y) + w (eps(x, y) - eps(x, null)), null = num_class_embeds - 1.
     """
     device = next(unet.parameters()).device
-    ddim = DDIMScheduler.from_config(scheduler.config)
-    ddim.set_timesteps(num_inference_steps)
     size = unet.config.sample_size
     h, w = (size, size) if isinstance(size, int) else tuple(size)
     shape = (unet.config.in_channels, h, w)
     x = torch.stack(
         [torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds]
     ).to(device)
-    labels = labels.to(device)
-    null = torch.full_like(labels, unet.config.num_class_embeds - 1)
-    with torch.no_grad():
-        for t in ddim.timesteps:
-            if guidance_scale:
-                both = unet(torch.cat([x, x]), t, class_labels=torch.cat([labels, null])).sample
-                cond, uncond = both.chunk(2)
-                eps = cond + guidance_scale * (cond - uncond)
-            else:
-                eps = unet(x, t, class_labels=labels).sample
-            x = ddim.step(eps, t, x, eta=0.0).prev_sample
-    return x.clamp(-1, 1)
+    if guidance_scale:
+        predict = classifier_free(unet, labels, guidance_scale)
+    else:
+        predict = conditional(unet, labels)
+    traj = ddim.trajectory(scheduler, num_inference_steps, 1.0)
+    return ddim.decode(predict, traj, x, clip_denoised=True).clamp(-1, 1)
 
 
 def class_grid(

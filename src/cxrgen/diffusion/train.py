@@ -18,14 +18,14 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from cxrgen import provenance
-from cxrgen.data.classes import write_classes
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import build_scheduler, build_unet, check_unet_geometry
 from cxrgen.diffusion.preview import class_grid
-from cxrgen.training.artifacts import atomic_dir, write_image_grid, write_loss
+from cxrgen.io import atomic_dir
+from cxrgen.plotting import write_image_grid
 from cxrgen.training.data import load_split, require_every_class
-from cxrgen.training.loop import StepContext, run_training, seeded
+from cxrgen.training.loop import seeded, train_and_write
+from cxrgen.training.step import StepContext, single_loss
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,16 @@ def train_diffusion(
             cfg.sample_guidance_scale,
         )
 
-    periodic = None
-    if cfg.sample_every:
-        periodic = (
-            cfg.sample_every,
-            lambda step, m: write_image_grid(
-                out_dir / "samples" / f"step-{step:08d}.png", preview(m)
-            ),
-        )
+    def write_samples(path: Path, nets) -> None:
+        write_image_grid(path, preview(nets["model"]))
+
+    def save(outcome) -> dict:
+        with atomic_dir(out_dir / "unet") as tmp:
+            outcome.model.save_pretrained(tmp)
+        with atomic_dir(out_dir / "scheduler") as tmp:
+            scheduler.save_pretrained(tmp)
+        return {"parameters": sum(p.numel() for p in outcome.model.parameters())}
+
     loss_fn = functools.partial(
         diffusion_loss,
         scheduler=scheduler,
@@ -133,39 +135,17 @@ def train_diffusion(
         focus_timesteps=cfg.focus_timesteps,
         focus_probability=cfg.focus_probability,
     )
-    outcome = run_training(
-        unet,
-        loss_fn,
+    outcome = train_and_write(
+        single_loss(unet, loss_fn),
         data,
-        checkpoint_dir,
+        out_dir,
         cfg,
         stage="train_diffusion",
+        title="diffusion model (epsilon MSE)",
+        save=save,
+        write_samples=write_samples,
+        checkpoint_dir=checkpoint_dir,
+        provenance_extra=dict(store=str(store_dir), split=str(split_dir), null_class=k),
         progress=progress,
-        periodic=periodic,
     )
-    if not outcome.accelerator.is_main_process:
-        return outcome.history
-    with atomic_dir(out_dir / "unet") as tmp:
-        outcome.model.save_pretrained(tmp)
-    with atomic_dir(out_dir / "scheduler") as tmp:
-        scheduler.save_pretrained(tmp)
-    write_classes(out_dir / "classes.json", list(data.classes))
-    write_loss(out_dir, outcome.history, "diffusion model (epsilon MSE)")
-    write_image_grid(out_dir / "samples.png", preview(outcome.model))
-    provenance.write(
-        out_dir / "provenance.json",
-        "train_diffusion",
-        cfg,
-        store=str(store_dir),
-        split=str(split_dir),
-        classes=list(data.classes),
-        null_class=k,
-        class_counts=data.class_counts().tolist(),
-        image_size=[data.height, data.width],
-        resumed_from_step=outcome.start_step,
-        parameters=sum(p.numel() for p in outcome.model.parameters()),
-        mixed_precision=outcome.accelerator.mixed_precision,
-        processes=outcome.accelerator.num_processes,
-    )
-    log.info("wrote diffusion model to %s", out_dir)
     return outcome.history

@@ -32,6 +32,7 @@ from cxrgen.config import check
 from cxrgen.errors import DataError
 from cxrgen.evaluation.summary import setting_name
 from cxrgen.metrics.spectra import highpass, lowpass
+from cxrgen.plotting import pyplot
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,10 @@ SCALE_MEANING = {
 }
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 @contextlib.contextmanager
 def png_figure(path: str | Path, figsize: tuple[float, float]) -> Iterator:
     """A constrained-layout figure in the report style, saved atomically to ``path``, closed."""
-    plt = _pyplot()
+    plt = pyplot()
     with plt.rc_context(STYLE):
         fig = plt.figure(figsize=figsize, dpi=DPI, layout="constrained")
         try:

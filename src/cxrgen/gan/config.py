@@ -1,11 +1,11 @@
 """The GAN training configs: the keys both trainers share (:class:`GANTrainConfig`, TrainLoopConfig
 with GAN defaults and limits), :class:`StarGANTrainConfig` and :class:`DCGANTrainConfig`.
 
-A GAN step makes several optimizer updates (discriminator, then generator), so the trainers
-use :func:`cxrgen.gan.loop.run_gan_training` instead of the single-loss loop; it honours the
-shared keys below. GAN training is single-device (R1's double backward and four optimizers
-are not worth DDP here); ``mixed_precision`` may be 'no' or 'bf16' (fp16 would need a grad
-scaler per optimizer), and ``compile`` is not supported.
+A GAN step makes several optimizer updates (discriminator, then generator) as phases of one
+step of the training loop every model uses (:func:`cxrgen.training.loop.run_training`); it
+honours the shared keys below. The workflow trains GANs in one process (R1's double backward
+and four optimizers are not worth DDP here); ``mixed_precision`` may be 'no' or 'bf16' (fp16
+would need a grad scaler per optimizer), and ``compile`` is not supported.
 """
 
 from __future__ import annotations

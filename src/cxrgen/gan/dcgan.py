@@ -10,10 +10,15 @@ start from N(0, 0.02) (batch-norm scales N(1, 0.02)) as in DCGAN.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
 from cxrgen.config import check
+from cxrgen.gan.artifacts import load_weights, read_model_config
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -110,3 +115,32 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         label_map = self.embed(y).view(len(y), 1, *self.image_size).to(x.dtype)
         return self.logit(self.body(torch.cat([x, label_map], dim=1)).flatten(1)).squeeze(1)
+
+
+@dataclass
+class DCGANModel:
+    """A trained class-conditional generator (EMA weights)."""
+
+    generator: DCGANGenerator
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    latent_dim: int
+    config: dict[str, Any]
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Images (B, 1, H, W) in [-1, 1] of classes y."""
+        return self.generator(z, y).clamp(-1, 1)
+
+
+def load_dcgan(model_dir: str | Path, device: str | torch.device = "cpu") -> DCGANModel:
+    """Rebuild the EMA generator a DCGAN training saved (eval mode, frozen)."""
+    config = read_model_config(model_dir, "dcgan")
+    gen = load_weights(model_dir, "generator", DCGANGenerator(**config["generator"]))
+    return DCGANModel(
+        gen.to(device),
+        tuple(config["classes"]),
+        tuple(config["image_size"]),
+        int(config["generator"]["latent_dim"]),
+        config,
+    )

@@ -1,7 +1,7 @@
-"""Train the class-conditional DCGAN baseline: ``train_dcgan(...)``; ``load_dcgan(dir)``.
+"""Train the class-conditional DCGAN baseline: ``train_dcgan(...)``.
 
-Same data, resolution, seeding, checkpoint / resume and EMA machinery as the StarGAN trainer
-(:func:`cxrgen.gan.loop.run_gan_training`); the step is one discriminator update (reals of
+Same data, resolution, seeding, checkpoint / resume and EMA machinery as every trainer
+(:func:`cxrgen.training.loop.run_training`); the step is one discriminator update (reals of
 their class vs fakes of uniformly drawn classes) and one non-saturating generator update.
 
 Outputs in ``out_dir``: ``generator.safetensors`` (EMA weights) + ``config.json``,
@@ -13,28 +13,28 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from cxrgen.gan.artifacts import (
-    Panel,
-    load_weights,
-    read_model_config,
-    write_labelled_grid,
-)
+from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import DCGANTrainConfig
-from cxrgen.gan.dcgan import DCGANDiscriminator, DCGANGenerator, check_dcgan_geometry
-from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
+from cxrgen.gan.dcgan import (
+    DCGANDiscriminator,
+    DCGANGenerator,
+    DCGANModel,
+    check_dcgan_geometry,
+)
 from cxrgen.gan.stargan_losses import adversarial_loss
+from cxrgen.plotting import Panel, write_labelled_grid
 from cxrgen.training.data import load_split, require_every_class
-from cxrgen.training.loop import StepContext, seeded
+from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.seeding import Purpose, generator
+from cxrgen.training.step import Batch, StepContext, TrainSpec, Update
 
 log = logging.getLogger(__name__)
 
@@ -64,51 +64,22 @@ def dcgan_generator_loss(
 
 
 def dcgan_step(
-    batch: GanBatch,
+    nets: Mapping[str, nn.Module],
+    batch: Batch,
     ctx: StepContext,
-    updates: Updates,
+    update: Update,
     state: dict[str, float],
     *,
-    G: nn.Module,
-    D: nn.Module,
     latent_dim: int,
     num_classes: int,
 ) -> dict[str, float]:
+    G, D = nets["generator"], nets["discriminator"]
     z, y_fake = ctx.randn(latent_dim), ctx.randint(num_classes)
     d_loss, d_stats = dcgan_discriminator_loss(G, D, batch.x, batch.y, z, y_fake)
-    updates(d_loss, "discriminator")
+    update(d_loss, "discriminator")
     g_loss, g_stats = dcgan_generator_loss(G, D, z, y_fake)
-    updates(g_loss, "generator")
+    update(g_loss, "generator")
     return {f"d_{k}": v for k, v in d_stats.items()} | {f"g_{k}": v for k, v in g_stats.items()}
-
-
-@dataclass
-class DCGANModel:
-    """A trained class-conditional generator (EMA weights)."""
-
-    generator: DCGANGenerator
-    classes: tuple[str, ...]
-    image_size: tuple[int, int]
-    latent_dim: int
-    config: dict[str, Any]
-
-    @torch.no_grad()
-    def sample(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Images (B, 1, H, W) in [-1, 1] of classes y."""
-        return self.generator(z, y).clamp(-1, 1)
-
-
-def load_dcgan(model_dir: str | Path, device: str | torch.device = "cpu") -> DCGANModel:
-    """Rebuild the EMA generator saved by :func:`train_dcgan` (eval mode, frozen)."""
-    config = read_model_config(model_dir, "dcgan")
-    gen = load_weights(model_dir, "generator", DCGANGenerator(**config["generator"]))
-    return DCGANModel(
-        gen.to(device),
-        tuple(config["classes"]),
-        tuple(config["image_size"]),
-        int(config["generator"]["latent_dim"]),
-        config,
-    )
 
 
 def latent(seed: int, latent_dim: int, *parts: int) -> torch.Tensor:
@@ -170,26 +141,24 @@ def train_dcgan(
         model = DCGANModel(averaged["generator"], data.classes, size, cfg.latent_dim, config)
         write_labelled_grid(path, [class_panel(model, cfg.n_sample_per_class, cfg.seed)])
 
-    spec = GanSpec(
+    spec = TrainSpec(
         nets=dict(nets),
-        step=functools.partial(
-            dcgan_step,
-            G=nets["generator"],
-            D=nets["discriminator"],
-            latent_dim=cfg.latent_dim,
-            num_classes=k,
-        ),
-        ema=("generator",),
+        step=functools.partial(dcgan_step, latent_dim=cfg.latent_dim, num_classes=k),
+        keep=("generator",),
+        recipe="adam_constant",
+        ema_warmup=False,
+        gpu_bf16_only=True,
     )
-    return train_and_write(
+    outcome = train_and_write(
         spec,
         data,
         out_dir,
         cfg,
         stage="train_dcgan",
         title="class-conditional DCGAN losses",
-        config=config,
+        save=lambda outcome: save_networks(out_dir, outcome.nets, config),
         write_samples=write_samples,
         provenance_extra=dict(store=str(store_dir), split=str(split_dir), parameters_m=counts),
         progress=progress,
     )
+    return outcome.history

@@ -31,8 +31,8 @@ from cxrgen.config import check
 from cxrgen.data.classes import write_classes
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
-from cxrgen.gan.dcgan_train import load_dcgan
-from cxrgen.gan.stargan_train import load_stargan
+from cxrgen.gan.dcgan import load_dcgan
+from cxrgen.gan.stargan_nets import load_stargan
 from cxrgen.training.data import SplitImages, load_split
 from cxrgen.training.seeding import Purpose, derive_seed, generator
 

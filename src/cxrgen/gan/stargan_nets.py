@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from cxrgen.config import check
+from cxrgen.gan.artifacts import load_weights, read_model_config
 
 
 def he_init(module: nn.Module) -> None:
@@ -268,4 +271,40 @@ def build_stargan(architecture: dict[str, dict], with_discriminator: bool = True
         Discriminator(**{**architecture["discriminator"], "image_size": image_size})
         if with_discriminator
         else None,
+    )
+
+
+@dataclass
+class StarGANModel:
+    """A trained translator (EMA weights): generator, mapping network, style encoder."""
+
+    nets: StarGANNets
+    classes: tuple[str, ...]
+    image_size: tuple[int, int]
+    latent_dim: int
+    config: dict[str, Any]
+
+    @torch.no_grad()
+    def translate_latent(self, x: torch.Tensor, y_trg: torch.Tensor, z: torch.Tensor):
+        """x (B, 1, H, W) in [-1, 1] -> domains y_trg with styles F(z, y_trg); clamped."""
+        return self.nets.generator(x, self.nets.mapping_network(z, y_trg)).clamp(-1, 1)
+
+    @torch.no_grad()
+    def translate_reference(self, x: torch.Tensor, y_trg: torch.Tensor, x_ref: torch.Tensor):
+        """x -> domains y_trg with the styles E(x_ref, y_trg) of reference images; clamped."""
+        return self.nets.generator(x, self.nets.style_encoder(x_ref, y_trg)).clamp(-1, 1)
+
+
+def load_stargan(model_dir: str | Path, device: str | torch.device = "cpu") -> StarGANModel:
+    """Rebuild the EMA networks a StarGAN training saved (eval mode, frozen)."""
+    config = read_model_config(model_dir, "stargan")
+    nets = build_stargan(config["architecture"], with_discriminator=False)
+    for name, net in nets.modules().items():
+        load_weights(model_dir, name, net).to(device)
+    return StarGANModel(
+        nets,
+        tuple(config["classes"]),
+        tuple(config["image_size"]),
+        int(config["architecture"]["mapping_network"]["latent_dim"]),
+        config,
     )

@@ -6,9 +6,10 @@ encoder step) and one reference-guided (the generator steps); then the EMA copie
 lambda_ds decays linearly towards 0 over ``ds_iter`` steps (its current value is checkpointed).
 
 Outputs in ``out_dir``: ``generator.safetensors``, ``mapping_network.safetensors``,
-``style_encoder.safetensors`` (EMA weights) + ``config.json`` (:func:`load_stargan`),
-``classes.json``, ``loss.parquet`` + ``loss.png``, ``samples.png`` (latent- and
-reference-guided translations of each source domain into each target domain),
+``style_encoder.safetensors`` (EMA weights) + ``config.json`` (read back by
+:func:`~cxrgen.gan.stargan_nets.load_stargan`), ``classes.json``, ``loss.parquet`` +
+``loss.png``, ``samples.png`` (latent- and reference-guided translations of each source
+domain into each target domain),
 ``provenance.json`` and ``checkpoints/`` (re-running resumes from the newest).
 """
 
@@ -16,28 +17,28 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from cxrgen.config import check
-from cxrgen.gan.artifacts import (
-    Panel,
-    load_weights,
-    read_model_config,
-    write_labelled_grid,
-)
+from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import StarGANTrainConfig
-from cxrgen.gan.loop import GanBatch, GanSpec, Updates, train_and_write
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
-from cxrgen.gan.stargan_nets import StarGANNets, build_stargan, check_generator_geometry
+from cxrgen.gan.stargan_nets import (
+    StarGANModel,
+    StarGANNets,
+    build_stargan,
+    check_generator_geometry,
+)
+from cxrgen.plotting import Panel, write_labelled_grid
 from cxrgen.training.data import SplitImages, XrayDataset, load_split, require_every_class
-from cxrgen.training.loop import StepContext, seeded
+from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.seeding import Purpose, generator
+from cxrgen.training.step import Batch, StepContext, TrainSpec, Update
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +79,25 @@ def check_domains(data: SplitImages) -> None:
 
 
 def stargan_step(
-    batch: GanBatch,
+    modules: Mapping[str, torch.nn.Module],
+    batch: Batch,
     ctx: StepContext,
-    updates: Updates,
+    update: Update,
     state: dict[str, float],
     *,
-    nets: StarGANNets,
     cfg: StarGANTrainConfig,
 ) -> dict[str, float]:
     """One StarGAN v2 step: D latent, D reference, G latent, G reference; decay lambda_ds."""
+    nets = StarGANNets(**modules)
     x, y, y_trg = batch.x, batch.y, batch.y_ref
     x_ref, x_ref2 = batch.refs
     z, z2 = ctx.randn(cfg.latent_dim), ctx.randn(cfg.latent_dim)
     stats: dict[str, float] = {}
     d_latent, s = discriminator_loss(nets, x, y, y_trg, z_trg=z, lambda_reg=cfg.lambda_reg)
-    updates(d_latent, "discriminator")
+    update(d_latent, "discriminator")
     stats |= {f"d_latent_{k}": v for k, v in s.items()}
     d_ref, s = discriminator_loss(nets, x, y, y_trg, x_ref=x_ref, lambda_reg=cfg.lambda_reg)
-    updates(d_ref, "discriminator")
+    update(d_ref, "discriminator")
     stats |= {f"d_ref_{k}": v for k, v in s.items()}
     weights = {
         "lambda_sty": cfg.lambda_sty,
@@ -103,48 +105,28 @@ def stargan_step(
         "lambda_cyc": cfg.lambda_cyc,
     }
     g_latent, s = generator_loss(nets, x, y, y_trg, z_trgs=(z, z2), **weights)
-    updates(g_latent, "generator", "mapping_network", "style_encoder")
+    update(g_latent, "generator", "mapping_network", "style_encoder")
     stats |= {f"g_latent_{k}": v for k, v in s.items()}
     g_ref, s = generator_loss(nets, x, y, y_trg, x_refs=(x_ref, x_ref2), **weights)
-    updates(g_ref, "generator")
+    update(g_ref, "generator")
     stats |= {f"g_ref_{k}": v for k, v in s.items()}
     state["lambda_ds"] = decay_ds(state["lambda_ds"], cfg.lambda_ds, cfg.ds_iter)
     return stats
 
 
-@dataclass
-class StarGANModel:
-    """A trained translator (EMA weights): generator, mapping network, style encoder."""
-
-    nets: StarGANNets
-    classes: tuple[str, ...]
-    image_size: tuple[int, int]
-    latent_dim: int
-    config: dict[str, Any]
-
-    @torch.no_grad()
-    def translate_latent(self, x: torch.Tensor, y_trg: torch.Tensor, z: torch.Tensor):
-        """x (B, 1, H, W) in [-1, 1] -> domains y_trg with styles F(z, y_trg); clamped."""
-        return self.nets.generator(x, self.nets.mapping_network(z, y_trg)).clamp(-1, 1)
-
-    @torch.no_grad()
-    def translate_reference(self, x: torch.Tensor, y_trg: torch.Tensor, x_ref: torch.Tensor):
-        """x -> domains y_trg with the styles E(x_ref, y_trg) of reference images; clamped."""
-        return self.nets.generator(x, self.nets.style_encoder(x_ref, y_trg)).clamp(-1, 1)
-
-
-def load_stargan(model_dir: str | Path, device: str | torch.device = "cpu") -> StarGANModel:
-    """Rebuild the EMA networks saved by :func:`train_stargan` (eval mode, frozen)."""
-    config = read_model_config(model_dir, "stargan")
-    nets = build_stargan(config["architecture"], with_discriminator=False)
-    for name, net in nets.modules().items():
-        load_weights(model_dir, name, net).to(device)
-    return StarGANModel(
-        nets,
-        tuple(config["classes"]),
-        tuple(config["image_size"]),
-        int(config["architecture"]["mapping_network"]["latent_dim"]),
-        config,
+def stargan_spec(nets: Mapping[str, torch.nn.Module], cfg: StarGANTrainConfig) -> TrainSpec:
+    """The four networks and :func:`stargan_step` for the training loop: Adam with a constant
+    rate (the mapping network's own), fixed-beta EMA of the generator side, two references."""
+    return TrainSpec(
+        nets=dict(nets),
+        step=functools.partial(stargan_step, cfg=cfg),
+        keep=("generator", "mapping_network", "style_encoder"),
+        recipe="adam_constant",
+        ema_warmup=False,
+        lrs={"mapping_network": cfg.mapping_lr},
+        state={"lambda_ds": cfg.lambda_ds},
+        n_ref=2,
+        gpu_bf16_only=True,
     )
 
 
@@ -223,23 +205,16 @@ def train_stargan(
         panels = sample_panels(as_model(averaged), data, cfg.n_sample_per_domain, cfg.seed)
         write_labelled_grid(path, panels, "Med-StyleGAN2 (StarGAN v2) translations")
 
-    spec = GanSpec(
-        nets=dict(nets),
-        step=functools.partial(stargan_step, nets=StarGANNets(**nets), cfg=cfg),
-        ema=("generator", "mapping_network", "style_encoder"),
-        lrs={"mapping_network": cfg.mapping_lr},
-        state={"lambda_ds": cfg.lambda_ds},
-        n_ref=2,
-    )
-    return train_and_write(
-        spec,
+    outcome = train_and_write(
+        stargan_spec(nets, cfg),
         data,
         out_dir,
         cfg,
         stage="train_stargan",
         title="Med-StyleGAN2 (StarGAN v2) losses",
-        config=config,
+        save=lambda outcome: save_networks(out_dir, outcome.nets, config),
         write_samples=write_samples,
         provenance_extra=dict(store=str(store_dir), split=str(split_dir), parameters_m=counts),
         progress=progress,
     )
+    return outcome.history

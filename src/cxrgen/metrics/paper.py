@@ -26,6 +26,7 @@ import pandas as pd
 from cxrgen import io
 from cxrgen.metrics.fid import STARGAN_V2_NETWORK
 from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK
+from cxrgen.plotting import pyplot
 
 PAPER_PER_DOMAIN = {
     "fid_stargan_v2": {"Normal": 55.796, "COVID-19": 62.599, "Non-COVID": 81.230},
@@ -153,10 +154,7 @@ def _paper_cells(matched: pd.DataFrame, metric: str, targets: list[str]):
 def write_comparison_figure(path: str | Path, table: pd.DataFrame) -> None:
     """One panel per metric; the paper's Table 1 values appear only beside the rows of this run
     made by the same protocol (:func:`paper_comparison`), never beside pytorch-fid's FID."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     targets = list(dict.fromkeys(table.loc[table["source"] == "mean", "target"]))
     targets = [t for t in targets if t != "mean"]

@@ -1,86 +1,64 @@
-"""The one training loop every model uses: accelerate, AdamW + cosine, EMA, resumable.
+"""The one training loop every model uses: accelerate, optimizers per network, EMA, resumable.
 
-A model contributes only a loss function ``loss_fn(model, images, labels, ctx) ->
-(loss, stats)``; the loop does the rest: devices and mixed precision (accelerate), the
-step-keyed data order and augmentation, gradient clipping, the LR schedule, EMA, checkpoints
-every N steps (resuming from the newest one), the loss table and the progress bar.
+A model contributes a :class:`~cxrgen.training.step.TrainSpec` (its networks and one step that
+makes one or several optimizer updates); the loop does the rest: devices, processes and mixed
+precision (accelerate), the step-keyed data order and augmentation (with reference images for
+StarGAN v2), gradient clipping, the learning-rate schedules, EMA, checkpoints every N steps
+(resuming from the newest one), the loss table and the progress bar; :func:`train_and_write`
+adds the outputs every model folder holds.
 
-Determinism: the data of step s, the generator handed to the loss (``ctx``) and the global
-torch RNG during the step (dropout) are all seeded from (seed, s); a resumed run therefore
-ends with exactly the weights of an uninterrupted one (bit-for-bit on CPU; on GPU up to
-non-deterministic kernels).
+Determinism: the data of step s, the generator handed to the step (``ctx``), the reference
+draw and the global torch RNG during the step (dropout) are all seeded from (seed, s); loss
+weights that change over training live in ``state``, which is checkpointed. A resumed run
+therefore ends with exactly the weights of an uninterrupted one (bit-for-bit on CPU; on GPU
+up to non-deterministic kernels).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
-from diffusers.training_utils import EMAModel
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from tqdm.auto import tqdm
 
+from cxrgen import provenance
 from cxrgen.config import check
+from cxrgen.data.classes import write_classes
 from cxrgen.errors import ConfigError
+from cxrgen.plotting import write_loss
 from cxrgen.training.checkpoint import Checkpointer, latest_checkpoint, peek_extra, set_aside
-from cxrgen.training.data import SplitImages, StepBatchSampler, XrayDataset
+from cxrgen.training.data import SampleKey, SplitImages, StepBatchSampler, XrayDataset
 from cxrgen.training.loop_config import RESUMABLE_CHANGES, TrainLoopConfig
 from cxrgen.training.schedule import make_lr_schedule, make_optimizer
 from cxrgen.training.seeding import Purpose, derive_seed, generator
+from cxrgen.training.step import EMA, Batch, StepContext, TrainSpec, Update, averaged_copy
 
 log = logging.getLogger(__name__)
-
-Stats = dict[str, float | torch.Tensor]
-
-
-@dataclass
-class StepContext:
-    """The random source of one step: draws are made for the global batch, then sliced.
-
-    Drawing for the global batch keeps a sample's timestep and noise the same whatever the
-    number of processes the batch is split across.
-    """
-
-    step: int
-    generator: torch.Generator
-    global_batch: int
-    local: slice
-    device: torch.device
-
-    def _local(self, x: torch.Tensor) -> torch.Tensor:
-        return x[self.local].to(self.device, non_blocking=True)
-
-    def rand(self, *shape: int) -> torch.Tensor:
-        return self._local(torch.rand(self.global_batch, *shape, generator=self.generator))
-
-    def randn(self, *shape: int) -> torch.Tensor:
-        return self._local(torch.randn(self.global_batch, *shape, generator=self.generator))
-
-    def randint(self, high: int, *shape: int) -> torch.Tensor:
-        return self._local(
-            torch.randint(0, high, (self.global_batch, *shape), generator=self.generator)
-        )
-
-
-LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, StepContext], tuple[torch.Tensor, Stats]]
 
 
 @dataclass
 class TrainOutcome:
-    model: nn.Module  # EMA weights (or the last ones without EMA), eval mode, accelerator device
-    history: pd.DataFrame  # one row per logging interval: step, loss, lr, images_per_s, stats
+    nets: dict[str, nn.Module]  # spec.keep: EMA weights (or the last ones), eval mode, on device
+    history: pd.DataFrame  # one row per logging interval: step, (loss,) lr, images_per_s, stats
     start_step: int  # 0, or the step resumed from
+    state: dict[str, float]  # the final value of every changing loss weight
     accelerator: Accelerator
+
+    @property
+    def model(self) -> nn.Module:
+        """The one result of a single-loss spec."""
+        return self.nets["model"]
 
 
 def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
@@ -90,11 +68,13 @@ def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def make_accelerator(cfg: TrainLoopConfig) -> Accelerator:
+def make_accelerator(cfg: TrainLoopConfig, gpu_bf16_only: bool = False) -> Accelerator:
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     check(cfg.device != "cuda" or torch.cuda.is_available(), "device is 'cuda' but no GPU is seen")
     precision = cfg.mixed_precision
-    if precision == "auto":
+    if gpu_bf16_only:
+        precision = "bf16" if precision == "bf16" and not cpu else "no"
+    elif precision == "auto":
         precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     try:
         return Accelerator(cpu=cpu, mixed_precision=precision)
@@ -106,14 +86,6 @@ def make_accelerator(cfg: TrainLoopConfig) -> Accelerator:
             raise ConfigError(f"{exc} (device / mixed_precision cannot change here)") from exc
         AcceleratorState._reset_state(reset_partial_state=True)
         return Accelerator(cpu=cpu, mixed_precision=precision)
-
-
-def averaged_copy(model: nn.Module, ema: EMAModel | None) -> nn.Module:
-    """A copy of ``model`` holding the EMA weights (or its own), in eval mode."""
-    out = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
-    if ema is not None:
-        ema.copy_to(out.parameters())
-    return out.eval().requires_grad_(False)
 
 
 def changed_keys(saved: dict[str, Any], cfg: TrainLoopConfig) -> list[str]:
@@ -138,7 +110,7 @@ def _resume_check(saved: dict[str, Any], cfg: TrainLoopConfig, data: SplitImages
     old = saved.get("config", {})  # result-changing keys agree: see set_aside_if_incompatible
     if old.get("max_steps") not in (None, cfg.max_steps):
         log.warning(
-            "max_steps changed from %s to %d: the cosine LR schedule is stretched from "
+            "max_steps changed from %s to %d: the learning-rate schedule is stretched from "
             "the resumed step on",
             old.get("max_steps"),
             cfg.max_steps,
@@ -154,20 +126,69 @@ def _resume_check(saved: dict[str, Any], cfg: TrainLoopConfig, data: SplitImages
         )
 
 
+class ReferenceBatchSampler(Sampler[list[SampleKey]]):
+    """The keys of each step's sources, then ``n_ref`` x B reference keys.
+
+    The reference domains are uniform over the classes and each reference image uniform within
+    its domain (StarGAN v2 samples its reference loader class-balanced), drawn for the global
+    batch from (seed, step) and sliced like the sources.
+    """
+
+    def __init__(self, base: StepBatchSampler, labels: np.ndarray, n_ref: int, seed: int):
+        self.base, self.n_ref, self.seed = base, n_ref, seed
+        self.members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self):
+        b = self.base.batch_size
+        for keys in self.base:
+            step = keys[0][1]
+            g = generator(self.seed, Purpose.STEP, step, 1)
+            domains = torch.randint(0, len(self.members), (b,), generator=g).tolist()
+            for r in range(self.n_ref):
+                u = torch.rand(b, generator=g, dtype=torch.float64).tolist()
+                for p in range(b)[self.base.local]:
+                    pool = self.members[domains[p]]
+                    keys.append((int(pool[int(u[p] * len(pool))]), step, b * (1 + r) + p))
+            yield keys
+
+
+def _batch(images: torch.Tensor, labels: torch.Tensor, b: int, n_ref: int) -> Batch:
+    refs = tuple(images[b * (1 + r) : b * (2 + r)] for r in range(n_ref))
+    return Batch(images[:b], labels[:b], refs, labels[b : 2 * b] if n_ref else None)
+
+
+def _row(step: int, interval: dict[str, Any], lr: float, b: int, acc: Accelerator) -> dict:
+    """A loss-table row: step, loss, lr, images/s, the other stats (process means), state."""
+    n, elapsed = interval["n"], time.perf_counter() - interval["t0"]
+    names = list(interval["stats"])
+    means = {}
+    if names:
+        sums = [torch.as_tensor(interval["stats"][k], device=acc.device) for k in names]
+        reduced = acc.reduce(torch.stack(sums).float(), "mean") / n
+        means = dict(zip(names, reduced.tolist(), strict=True))
+    row: dict[str, float] = {"step": step}
+    if "loss" in means:
+        row["loss"] = means.pop("loss")
+    row |= {"lr": float(lr), "images_per_s": n * b / max(elapsed, 1e-9)}
+    return row | means | interval["state"]
+
+
 def run_training(
-    model: nn.Module,
-    loss_fn: LossFn,
+    spec: TrainSpec,
     data: SplitImages,
     checkpoint_dir: str | Path,
     cfg: TrainLoopConfig,
     *,
     stage: str,
     progress: bool = True,
-    periodic: tuple[int, Callable[[int, nn.Module], None]] | None = None,
+    periodic: tuple[int, Callable[[int, dict[str, nn.Module]], None]] | None = None,
 ) -> TrainOutcome:
-    """Train ``model`` on ``data``, resuming from / saving checkpoints in ``checkpoint_dir``.
+    """Train ``spec`` on ``data``, resuming from / saving checkpoints in ``checkpoint_dir``.
 
-    ``periodic = (every, fn)`` calls ``fn(step, averaged_model)`` on the main process every
+    ``periodic = (every, fn)`` calls ``fn(step, averaged_nets)`` on the main process every
     ``every`` steps (e.g. preview samples).
     """
     check(
@@ -175,46 +196,45 @@ def run_training(
         f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; "
         "lower batch_size",
     )
-    acc = make_accelerator(cfg)
+    acc = make_accelerator(cfg, spec.gpu_bf16_only)
     check(
         cfg.batch_size % acc.num_processes == 0,
         f"batch_size {cfg.batch_size} must be divisible by the {acc.num_processes} processes",
     )
-    device = acc.device
-    model.to(device)
+    device, memory_format = acc.device, torch.preserve_format
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = make_optimizer(model.parameters(), cfg)
-    lr_schedule = make_lr_schedule(optimizer, cfg)
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, foreach=True) if cfg.ema_decay else None
-    set_aside_if_incompatible(checkpoint_dir, cfg)
-    ckpt = Checkpointer(
-        checkpoint_dir,
-        keep=cfg.keep_checkpoints,
-        model=model,
-        ema=ema,
-        optimizer=optimizer,
-        lr_schedule=lr_schedule,
-        scaler=acc.scaler,
-    )
+        memory_format = torch.channels_last
+    for net in spec.nets.values():
+        net.to(device, memory_format=memory_format).train()
+    optimizers = {
+        name: make_optimizer(net.parameters(), cfg, spec.recipe, spec.lrs.get(name))
+        for name, net in spec.nets.items()
+    }
+    schedules = {n: make_lr_schedule(o, cfg, spec.recipe) for n, o in optimizers.items()}
+    emas = {}
+    if cfg.ema_decay:
+        emas = {n: EMA(spec.nets[n], cfg.ema_decay, spec.ema_warmup) for n in spec.keep}
+    set_aside_if_incompatible(Path(checkpoint_dir), cfg)
+    objects: dict[str, Any] = dict(spec.nets)
+    objects |= {f"ema_{n}": e for n, e in emas.items()}
+    objects |= {f"optimizer_{n}": o for n, o in optimizers.items()}
+    objects |= {f"lr_schedule_{n}": s for n, s in schedules.items()}
+    ckpt = Checkpointer(checkpoint_dir, keep=cfg.keep_checkpoints, scaler=acc.scaler, **objects)
     restored = ckpt.restore_latest()
     start, extra = restored if restored else (0, {})
+    state = dict(spec.state)
     if restored:
         _resume_check(extra, cfg, data)
-        if ema is not None:
-            ema.to(device)
+        state.update(extra.get("state", {}))
     rows: list[dict[str, float]] = list(extra.get("history", []))
 
-    def state_extra() -> dict[str, Any]:
-        return {
-            "history": rows,
-            "config": cfg.as_dict(),
-            "classes": list(data.classes),
-            "n_train": len(data),
-        }
-
-    prepared, optimizer = acc.prepare(model, optimizer)
-    forward = torch.compile(prepared) if cfg.compile else prepared
+    names = list(spec.nets)
+    prepared = acc.prepare(*spec.nets.values(), *optimizers.values())
+    nets = dict(zip(names, prepared[: len(names)], strict=True))
+    optimizers = dict(zip(names, prepared[len(names) :], strict=True))
+    if cfg.compile:
+        nets = {n: torch.compile(m) for n, m in nets.items()}
+    update = Update(nets, optimizers, cfg.grad_clip, acc)
     sampler = StepBatchSampler(
         data.labels,
         cfg.batch_size,
@@ -227,7 +247,9 @@ def run_training(
     )
     loader = DataLoader(
         XrayDataset(data, cfg.seed, cfg.augmentation()),
-        batch_sampler=sampler,
+        batch_sampler=ReferenceBatchSampler(sampler, data.labels, spec.n_ref, cfg.seed)
+        if spec.n_ref
+        else sampler,
         num_workers=cfg.num_workers,
         pin_memory=device.type == "cuda",
     )
@@ -254,56 +276,114 @@ def run_training(
             acc.num_processes,
         )
 
+    def averaged() -> dict[str, nn.Module]:
+        return {n: averaged_copy(spec.nets[n], emas.get(n)) for n in spec.keep}
+
+    b_local = len(range(cfg.batch_size)[sampler.local])
     step = start
-    forward.train()
-    interval: dict[str, Any] = {"n": 0, "loss": 0.0, "stats": {}, "t0": time.perf_counter()}
+    interval: dict[str, Any] = {"n": 0, "stats": {}, "t0": time.perf_counter()}
     for images, labels in loader:
         torch.manual_seed(derive_seed(cfg.seed, Purpose.FORWARD, step, acc.process_index))
-        images = images.to(device, non_blocking=True)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=memory_format)
+        batch = _batch(images, labels.to(device, non_blocking=True), b_local, spec.n_ref)
         ctx = StepContext(
             step, generator(cfg.seed, Purpose.STEP, step), cfg.batch_size, sampler.local, device
         )
+        used, lr = dict(state), optimizers[names[0]].param_groups[0]["lr"]
         with acc.autocast():
-            loss, stats = loss_fn(forward, images, labels.to(device), ctx)
-        acc.backward(loss)
-        if cfg.grad_clip > 0:
-            acc.clip_grad_norm_(prepared.parameters(), cfg.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        lr_schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if ema is not None:
-            ema.step(model.parameters())
+            stats = spec.step(nets, batch, ctx, update, state)
+        for schedule in schedules.values():
+            schedule.step()
+        for ema in emas.values():
+            ema.update()
         step += 1
         bar.update(1)
 
         interval["n"] += 1
-        interval["loss"] = interval["loss"] + loss.detach().float()
         for k, v in stats.items():
+            v = v.detach() if isinstance(v, torch.Tensor) else v
             interval["stats"][k] = interval["stats"].get(k, 0.0) + v
         if step % cfg.log_every == 0 or step == cfg.max_steps:
-            n = interval["n"]
-            mean = acc.reduce(torch.as_tensor(interval["loss"], device=device), "mean") / n
-            elapsed = time.perf_counter() - interval["t0"]
-            row = {
-                "step": step,
-                "loss": float(mean),
-                "lr": float(lr),
-                "images_per_s": n * cfg.batch_size / max(elapsed, 1e-9),
-            }
-            row |= {k: float(v) / n for k, v in interval["stats"].items()}
+            row = _row(step, interval | {"state": used}, lr, cfg.batch_size, acc)
             rows.append(row)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", img_s=f"{row['images_per_s']:.1f}")
-            interval = {"n": 0, "loss": 0.0, "stats": {}, "t0": time.perf_counter()}
+            shown = {k: f"{v:.4g}" for k, v in row.items() if k not in ("step", "lr")}
+            bar.set_postfix(shown, refresh=False)
+            interval = {"n": 0, "stats": {}, "t0": time.perf_counter()}
         if step % cfg.checkpoint_every == 0 or step == cfg.max_steps:
             if acc.is_main_process:
-                ckpt.save(step, state_extra())
+                ckpt.save(
+                    step,
+                    {
+                        "history": rows,
+                        "state": state,
+                        "config": cfg.as_dict(),
+                        "classes": list(data.classes),
+                        "n_train": len(data),
+                    },
+                )
             acc.wait_for_everyone()
         if periodic is not None and step % periodic[0] == 0 and acc.is_main_process:
-            periodic[1](step, averaged_copy(model, ema))
-            forward.train()
+            periodic[1](step, averaged())
     bar.close()
     acc.wait_for_everyone()
-    return TrainOutcome(averaged_copy(model, ema), pd.DataFrame(rows), start, acc)
+    return TrainOutcome(averaged(), pd.DataFrame(rows), start, state, acc)
+
+
+def train_and_write(
+    spec: TrainSpec,
+    data: SplitImages,
+    out_dir: Path,
+    cfg: TrainLoopConfig,
+    *,
+    stage: str,
+    title: str,
+    save: Callable[[TrainOutcome], Mapping[str, Any] | None],
+    write_samples: Callable[[Path, Mapping[str, nn.Module]], None] | None = None,
+    checkpoint_dir: Path | None = None,
+    provenance_extra: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> TrainOutcome:
+    """Train with :func:`run_training`, then write what every model folder holds.
+
+    ``save(outcome)`` writes the model's own files and may return more provenance entries;
+    then ``classes.json``, the loss table and curve, ``samples.png`` (and
+    ``samples/step-N.png`` every ``cfg.sample_every`` steps) when ``write_samples`` is given,
+    and ``provenance.json`` (with the final value of every changing weight in ``spec.state``).
+    Only the main process writes. Checkpoints go to ``checkpoint_dir`` (default
+    ``out_dir/checkpoints``).
+    """
+    every = getattr(cfg, "sample_every", 0)
+    periodic = None
+    if every and write_samples is not None:
+        periodic = (
+            every,
+            lambda step, avg: write_samples(out_dir / "samples" / f"step-{step:08d}.png", avg),
+        )
+    checkpoint_dir = out_dir / "checkpoints" if checkpoint_dir is None else checkpoint_dir
+    outcome = run_training(
+        spec, data, checkpoint_dir, cfg, stage=stage, progress=progress, periodic=periodic
+    )
+    if not outcome.accelerator.is_main_process:
+        return outcome
+    entries = dict(save(outcome) or {})
+    write_classes(out_dir / "classes.json", list(data.classes))
+    write_loss(out_dir, outcome.history, title)
+    if write_samples is not None:
+        write_samples(out_dir / "samples.png", outcome.nets)
+    provenance.write(
+        out_dir / "provenance.json",
+        stage,
+        cfg,
+        classes=list(data.classes),
+        class_counts=data.class_counts().tolist(),
+        image_size=[data.height, data.width],
+        resumed_from_step=outcome.start_step,
+        device=str(outcome.accelerator.device),
+        mixed_precision=outcome.accelerator.mixed_precision,
+        processes=outcome.accelerator.num_processes,
+        **{f"final_{k}": v for k, v in outcome.state.items()},
+        **dict(provenance_extra or {}),
+        **entries,
+    )
+    log.info("wrote %s model to %s", stage.removeprefix("train_"), out_dir)
+    return outcome
