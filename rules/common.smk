@@ -1,5 +1,5 @@
 # Shared helpers of the rules: config look-ups, code dependencies.
-import glob
+import importlib.util
 import os
 
 DATASETS = sorted(config["datasets"])
@@ -43,19 +43,28 @@ def classifier_section(wildcards):
     return cfg
 
 
-def code(*modules):
-    """Inputs naming the library modules a job runs; editing one replans its jobs.
+def _load_code_inputs():
+    """cxrgen.code_inputs, loaded from its file: it needs only the standard library, and
+    planning must not need the library's dependencies (torch, ...) importable."""
+    path = os.path.join(workflow.basedir, "src", "cxrgen", "code_inputs.py")
+    spec = importlib.util.spec_from_file_location("_cxrgen_code_inputs", path)
+    walker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(walker)
+    return walker
 
-    A name without ".py" is a package: all of its modules.
+
+_CODE_INPUTS = _load_code_inputs()
+
+
+def script_code(script):
+    """Inputs naming the library modules that workflow_scripts/<script> runs: every cxrgen
+    module it imports, followed import by import (cxrgen.code_inputs); editing one replans
+    its jobs. Snakemake itself reruns a job whose script is newer than its outputs.
     """
-    paths = []
-    for m in modules:
-        path = os.path.join(workflow.basedir, "src", "cxrgen", m)
-        if m.endswith(".py"):
-            paths.append(path)
-        else:
-            paths += sorted(glob.glob(os.path.join(path, "*.py")))
-    return paths
+    return _CODE_INPUTS.imported_files(
+        [os.path.join(workflow.basedir, "workflow_scripts", script)],
+        os.path.join(workflow.basedir, "src"),
+    )
 
 
 def source_input(wildcards):

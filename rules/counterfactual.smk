@@ -9,11 +9,7 @@ rule invert:
         scheduler=f"{RESULTS}/models/{{dataset}}/diffusion/scheduler/scheduler_config.json",
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        code=code(
-            "counterfactual/ddim.py",
-            "counterfactual/guidance.py",
-            "counterfactual/invert.py",
-        ),
+        code=script_code("invert.py"),
     output:
         latents=f"{RESULTS}/latents/{{dataset}}/latents.npy",
         reconstructions=f"{RESULTS}/latents/{{dataset}}/reconstructions.npy",
@@ -38,7 +34,7 @@ rule invert:
 rule counterfactual:
     input:
         unpack(counterfactual_inputs),
-        code=code("counterfactual"),
+        code=script_code("counterfactual.py"),
     output:
         counterfactuals=f"{RESULTS}/counterfactuals/{{dataset}}/{{method}}/{{scale}}/counterfactuals.npy",
         diff=f"{RESULTS}/counterfactuals/{{dataset}}/{{method}}/{{scale}}/diff.npy",

@@ -3,7 +3,7 @@
 
 rule phantoms:
     input:
-        code("phantoms"),
+        code=script_code("phantoms.py"),
     output:
         directory(f"{RESULTS}/phantoms/{{dataset}}"),
     log:
@@ -22,6 +22,7 @@ rule phantoms:
 rule phantom_contact_sheet:
     input:
         f"{RESULTS}/phantoms/{{dataset}}",
+        code=script_code("phantom_contact_sheet.py"),
     output:
         report(
             f"{RESULTS}/figures/phantoms_{{dataset}}.png",
@@ -43,15 +44,7 @@ rule phantom_contact_sheet:
 rule preprocess:
     input:
         data=source_input,
-        code=code(
-            "data/preprocess.py",
-            "data/dicom.py",
-            "data/imagefolder.py",
-            "data/geometry.py",
-            "data/labels.py",
-            "data/intensity.py",
-            "data/store.py",
-        ),
+        code=script_code("preprocess.py"),
     output:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
@@ -75,7 +68,7 @@ rule preprocess:
 rule split:
     input:
         index=f"{RESULTS}/data/{{dataset}}/index.parquet",
-        code=code("data/split.py"),
+        code=script_code("split.py"),
     output:
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
         counts=f"{RESULTS}/splits/{{dataset}}/counts.parquet",

@@ -7,7 +7,7 @@ rule train_diffusion:
     input:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        code=code("diffusion", "training"),
+        code=script_code("train_diffusion.py"),
     output:
         unet=f"{RESULTS}/models/{{dataset}}/diffusion/unet/diffusion_pytorch_model.safetensors",
         scheduler=f"{RESULTS}/models/{{dataset}}/diffusion/scheduler/scheduler_config.json",
@@ -46,7 +46,7 @@ rule train_classifier:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
         scheduler=f"{RESULTS}/models/{{dataset}}/diffusion/scheduler/scheduler_config.json",
-        code=code("classifier", "training"),
+        code=script_code("train_classifier.py"),
     output:
         model=f"{RESULTS}/models/{{dataset}}/classifier/model.safetensors",
         validation=f"{RESULTS}/models/{{dataset}}/classifier/validation.parquet",

@@ -19,24 +19,7 @@ EVAL_TABLES = [
 rule evaluate:
     input:
         unpack(evaluate_inputs),
-        code=code(
-            *(
-                f"evaluation/{m}.py"
-                for m in (
-                    "run",
-                    "held_out",
-                    "bootstrap",
-                    "inputs",
-                    "summary",
-                    "detection",
-                    "localisation",
-                    "ground_truth",
-                    "severity",
-                    "spectra",
-                )
-            ),
-            "html_tables.py",
-        ),
+        code=script_code("evaluate.py"),
     output:
         **{
             t: f"{RESULTS}/metrics/{{dataset}}/counterfactual/{t}.parquet"
@@ -75,13 +58,7 @@ rule evaluation_figures:
             f"{RESULTS}/metrics/{{{{dataset}}}}/counterfactual/{{table}}.parquet",
             table=EVAL_TABLES,
         ),
-        code=code(
-            "evaluation/figures.py",
-            "evaluation/metric_plots.py",
-            "evaluation/gradcam.py",
-            "evaluation/make_figures.py",
-            "evaluation/inputs.py",
-        ),
+        code=script_code("evaluation_figures.py"),
     output:
         **{
             f: report(
@@ -117,7 +94,7 @@ rule evaluation_figures:
 rule run_summary:
     input:
         unpack(run_summary_inputs),
-        code=code("evaluation/run_summary.py"),
+        code=script_code("run_summary.py"),
     output:
         table=f"{RESULTS}/summary.parquet",
         markdown=f"{RESULTS}/summary.md",

@@ -6,7 +6,7 @@ rule train_stargan:
     input:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        code=code("gan", "training"),
+        code=script_code("train_gan.py"),
     output:
         generator=f"{RESULTS}/models/{{dataset}}/stargan/generator.safetensors",
         config=f"{RESULTS}/models/{{dataset}}/stargan/config.json",
@@ -37,7 +37,7 @@ rule train_dcgan:
     input:
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        code=code("gan", "training"),
+        code=script_code("train_gan.py"),
     output:
         generator=f"{RESULTS}/models/{{dataset}}/dcgan/generator.safetensors",
         config=f"{RESULTS}/models/{{dataset}}/dcgan/config.json",
@@ -69,7 +69,7 @@ rule generate_synthetic:
         model=f"{RESULTS}/models/{{dataset}}/{{gan}}/generator.safetensors",
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
-        code=code("gan/generate.py"),
+        code=script_code("generate_synthetic.py"),
     output:
         images=f"{RESULTS}/synthetic/{{dataset}}/{{gan}}/images.npy",
         index=f"{RESULTS}/synthetic/{{dataset}}/{{gan}}/index.parquet",
@@ -91,7 +91,7 @@ rule generate_synthetic:
 rule gan_metrics:
     input:
         unpack(gan_metrics_inputs),
-        code=code("metrics"),
+        code=script_code("gan_metrics.py"),
     output:
         table=f"{RESULTS}/metrics/{{dataset}}/gan_metrics.parquet",
         table_html=report(
