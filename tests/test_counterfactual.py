@@ -20,9 +20,10 @@ from cxrgen.counterfactual.generate import (
     example_rows,
     make_counterfactuals,
 )
-from cxrgen.counterfactual.invert import InvertConfig, invert_split, read_trajectory
+from cxrgen.counterfactual.invert import InvertConfig, invert_split
 from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean
 from cxrgen.data.classes import read_classes
+from cxrgen.data.latents import read_trajectory
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import load_diffusion
 from cxrgen.diffusion.train import train_diffusion

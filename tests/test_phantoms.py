@@ -16,6 +16,7 @@ from pydicom.uid import UID
 
 from cxrgen.config import from_mapping
 from cxrgen.data.intensity import to_unit_interval
+from cxrgen.data.store import RALO_COLUMNS as SCORE_COLUMNS
 from cxrgen.errors import ConfigError
 from cxrgen.phantoms import (
     CovidPhantomConfig,
@@ -28,7 +29,7 @@ from cxrgen.phantoms import (
 )
 from cxrgen.phantoms.anatomy import sample_anatomy
 from cxrgen.phantoms.dicom_writer import SYNTAXES
-from cxrgen.phantoms.lesions import SCORE_COLUMNS, sample_lesion_spec
+from cxrgen.phantoms.lesions import sample_lesion_spec
 from cxrgen.phantoms.scene import render_image, sample_setup
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "results" / "test-artifacts"

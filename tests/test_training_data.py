@@ -6,9 +6,10 @@ import torch
 from synthetic_store import CLASSES, make_store
 from torch.utils.data import DataLoader
 
+from cxrgen.data.store import load_split
 from cxrgen.errors import DataError
 from cxrgen.training.augment import Augmentation
-from cxrgen.training.data import StepBatchSampler, XrayDataset, load_split
+from cxrgen.training.data import StepBatchSampler, XrayDataset
 from cxrgen.training.loop import StepContext
 
 

@@ -43,8 +43,10 @@ from cxrgen.classifier.model import load_classifier
 from cxrgen.config import check
 from cxrgen.counterfactual import guidance, resample, stargan
 from cxrgen.counterfactual.ddim import Trajectory, decode
-from cxrgen.counterfactual.invert import ImageSet, check_model_fits, inverted_set
+from cxrgen.counterfactual.invert import check_model_fits
 from cxrgen.counterfactual.scores import difference_scores
+from cxrgen.data.latents import LATENTS, RECONSTRUCTIONS, inverted_set, open_array
+from cxrgen.data.store import ImageSet
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.diffusion.model import check_same_schedule, load_diffusion
 from cxrgen.errors import ConfigError, DataError
@@ -180,7 +182,7 @@ def _diffusion(
                 unet, classifier, bars, unet_labels[a:b], targets[a:b], scale, cfg.precision
             )
 
-    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
+    latents = open_array(latents_dir, LATENTS)
     store_rows = images.table["store_row"].to_numpy()
     masks = _msr_masks(images, cfg, first_pass_dir) if method == "msr" else None
     width = images.shape[1]
@@ -297,7 +299,7 @@ def make_counterfactuals(
         "%s counterfactuals, scale %s, toward %s: %d images, %s",
         method, scale_name(scale), cfg.target_class, len(images), how,
     )  # fmt: skip
-    recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
+    recons = open_array(latents_dir, RECONSTRUCTIONS)
     shape = (len(images), *images.shape)
     scores = []
     bar = tqdm(total=len(images), desc=f"{method} {scale_name(scale)}", unit="img",
@@ -370,7 +372,7 @@ def write_examples(
 ) -> None:
     """A labelled grid: one row per example image (:func:`example_rows`), four columns."""
     rows = example_rows(table)
-    recons = np.load(latents_dir / "reconstructions.npy", mmap_mode="r")
+    recons = open_array(latents_dir, RECONSTRUCTIONS)
     cfs = np.load(out_dir / "counterfactuals.npy", mmap_mode="r")
     absd = np.load(out_dir / "absdiff.npy", mmap_mode="r")
     scale = max(float(absd[rows].max()), 1e-6)

@@ -1,6 +1,7 @@
 """Stage ``invert``: every image of the evaluated splits encoded to its DDIM latent at depth L.
 
-``invert_split(model_dir, store_dir, split_dir, out_dir, cfg)`` writes to ``out_dir``:
+``invert_split(model_dir, store_dir, split_dir, out_dir, cfg)`` writes to ``out_dir`` a latents
+folder (:mod:`cxrgen.data.latents`, which reads it):
 
 * ``latents.npy``: float32 (N, H, W), the latent x_L of each image (model units);
 * ``reconstructions.npy``: float32 (N, H, W) in [0, 1], each latent decoded with the same
@@ -39,11 +40,12 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual import guidance
-from cxrgen.counterfactual.ddim import Trajectory, decode, invert, trajectory
+from cxrgen.counterfactual.ddim import decode, invert, trajectory
+from cxrgen.data.latents import LATENTS, RECONSTRUCTIONS, write_trajectory
+from cxrgen.data.store import INDEX_FILE, ImageSet, array_path, image_set
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.diffusion.model import load_diffusion
 from cxrgen.errors import DataError
-from cxrgen.training.data import load_split
 
 log = logging.getLogger(__name__)
 
@@ -93,70 +95,6 @@ class InvertConfig:
         check_device_name(self.device)
 
 
-@dataclass(frozen=True)
-class ImageSet:
-    """Images of the store in the order of the latents: store rows, labels and ids."""
-
-    store_dir: Path
-    classes: tuple[str, ...]
-    table: pd.DataFrame  # row, store_row, image_id, patient_id, class_name, label, ...
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(np.load(self.store_dir / "images.npy", mmap_mode="r").shape[1:])
-
-    def has(self, array: str) -> bool:
-        return (self.store_dir / f"{array}.npy").exists()
-
-    def batches(self, batch_size: int):
-        """(start, stop) of consecutive batches."""
-        for start in range(0, len(self), batch_size):
-            yield start, min(start + batch_size, len(self))
-
-    def rows(self, start: int, stop: int, array: str = "images") -> np.ndarray:
-        """Store array ``array`` at rows start..stop; images / healthy as float32 in [0, 1]."""
-        store = np.load(self.store_dir / f"{array}.npy", mmap_mode="r")
-        raw = store[self.table["store_row"].to_numpy()[start:stop]]
-        if array not in ("images", "healthy"):
-            return np.asarray(raw)
-        top = np.iinfo(raw.dtype).max if raw.dtype.kind == "u" else 1.0
-        return np.asarray(raw, dtype=np.float32) / np.float32(top)
-
-
-def image_set(store_dir: Path, split_dir: Path, splits: str | tuple[str, ...]) -> ImageSet:
-    """Labelled images of ``splits`` (in that order; store-row order within each), with ids.
-
-    The labels are carried for scoring only: nothing label-blind computes with them.
-    """
-    splits = (splits,) if isinstance(splits, str) else tuple(splits)
-    ids = pd.read_parquet(split_dir / "split.parquet", columns=["row", "image_id", "patient_id"])
-    ids = ids.set_index("row")
-    frames, classes = [], None
-    for name in splits:
-        data = load_split(store_dir, split_dir, name)
-        classes = data.classes
-        order = np.argsort(data.rows, kind="stable")
-        rows, labels = data.rows[order], data.labels[order]
-        frames.append(
-            pd.DataFrame(
-                {
-                    "split": name,
-                    "store_row": rows,
-                    "image_id": ids.loc[rows, "image_id"].astype(str).to_numpy(),
-                    "patient_id": ids.loc[rows, "patient_id"].astype(str).to_numpy(),
-                    "class_name": np.array(data.classes, dtype=object)[labels],
-                    "label": labels,
-                }
-            )
-        )
-    table = pd.concat(frames, ignore_index=True)
-    table.insert(0, "row", np.arange(len(table)))
-    return ImageSet(Path(store_dir), tuple(classes), table)
-
-
 def conditioning_labels(
     cfg: InvertConfig, table: pd.DataFrame, classes: list[str], null: int
 ) -> np.ndarray:
@@ -190,43 +128,17 @@ def check_model_fits(unet, classes: list[str], images: ImageSet) -> None:
         )
 
 
-def write_trajectory(path: Path, traj: Trajectory, cfg: InvertConfig, classes: list[str]) -> None:
-    io.write_json(
-        path,
-        {
-            "timesteps": list(traj.timesteps),
-            "alpha_bars": list(traj.alpha_bars),
-            "steps": cfg.steps,
-            "depth": cfg.depth,
-            "conditioning": cfg.conditioning,
-            "label_informed": cfg.conditioning == LABEL_INFORMED,
-            "target_class": cfg.target_class if cfg.conditioning == "target" else None,
-            "splits": list(cfg.splits),
-            "classes": classes,
-        },
-    )
-
-
-def read_trajectory(latents_dir: Path) -> tuple[Trajectory, dict]:
-    path = latents_dir / "trajectory.json"
-    if not path.exists():
-        raise DataError(f"no inversion in {latents_dir} (missing trajectory.json): run invert")
-    meta = io.read_json(path)
-    return Trajectory(tuple(meta["timesteps"]), tuple(meta["alpha_bars"])), meta
-
-
-def inverted_set(latents_dir: Path, store_dir: Path) -> tuple[ImageSet, Trajectory, dict]:
-    """The inverted images (index.parquet of the invert stage), their trajectory and its meta."""
-    traj, meta = read_trajectory(latents_dir)
-    table = pd.read_parquet(latents_dir / "index.parquet")
-    images = ImageSet(Path(store_dir), tuple(meta["classes"]), table)
-    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
-    if len(latents) != len(table) or tuple(latents.shape[1:]) != images.shape:
-        raise DataError(
-            f"{latents_dir}: {latents.shape} latents for {len(table)} images of "
-            f"{images.shape} in {store_dir}: re-run invert"
-        )
-    return images, traj, meta
+def trajectory_settings(cfg: InvertConfig, classes: list[str]) -> dict:
+    """The settings ``trajectory.json`` records beside the trajectory."""
+    return {
+        "steps": cfg.steps,
+        "depth": cfg.depth,
+        "conditioning": cfg.conditioning,
+        "label_informed": cfg.conditioning == LABEL_INFORMED,
+        "target_class": cfg.target_class if cfg.conditioning == "target" else None,
+        "splits": list(cfg.splits),
+        "classes": classes,
+    }
 
 
 def psnr(reference: np.ndarray, estimate: np.ndarray) -> float:
@@ -263,8 +175,8 @@ def invert_split(
     stats = []
     bar = tqdm(total=len(images), desc="invert", unit="img", disable=not progress)
     with (
-        io.open_npy_memmap(out_dir / "latents.npy", shape, np.float32) as latents,
-        io.open_npy_memmap(out_dir / "reconstructions.npy", shape, np.float32) as recons,
+        io.open_npy_memmap(array_path(out_dir, LATENTS), shape, np.float32) as latents,
+        io.open_npy_memmap(array_path(out_dir, RECONSTRUCTIONS), shape, np.float32) as recons,
     ):
         for start, stop in images.batches(cfg.batch_size):
             unit = images.rows(start, stop)
@@ -286,8 +198,8 @@ def invert_split(
     table[["recon_psnr", "recon_max_abs", "recon_mae", "latent_std"]] = np.array(stats).reshape(
         -1, 4
     )
-    io.write_parquet(out_dir / "index.parquet", table)
-    write_trajectory(out_dir / "trajectory.json", traj, cfg, classes)
+    io.write_parquet(out_dir / INDEX_FILE, table)
+    write_trajectory(out_dir, traj, trajectory_settings(cfg, classes))
     provenance.write(
         out_dir / "provenance.json",
         "invert",

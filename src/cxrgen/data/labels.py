@@ -27,22 +27,14 @@ import numpy as np
 import pandas as pd
 
 from cxrgen.data.dicom import Rejected
+from cxrgen.data.store import GROUND_TRUTH_ARRAYS, RALO_COLUMNS
 from cxrgen.errors import ConfigError, DataError
 
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 CLASS_INFO_COLUMNS = ("patientId", "class")
-SEVERITY_COLUMNS = (
-    "patientId",
-    "extent_right",
-    "extent_left",
-    "opacity_right",
-    "opacity_left",
-    "extent_total",
-    "opacity_total",
-)
+SEVERITY_COLUMNS = ("patientId", *RALO_COLUMNS)
 OPACITY_CLASS = "Lung Opacity"
 TARGET_CLASS_NAMES = {0: "No Opacity", 1: OPACITY_CLASS}
-GROUND_TRUTH_ARRAYS = ("healthy", "lesion", "lungs")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import pandas as pd
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
+from cxrgen.data.store import CLASSES_FILE, SPLIT_FILE, read_index
 from cxrgen.errors import DataError
 from cxrgen.html_tables import write_html_table
 
@@ -152,18 +153,15 @@ def run_split(store_dir: str | Path, out_dir: str | Path, cfg: SplitConfig) -> p
     """Split the store in ``store_dir``; write split.parquet, counts.parquet (+ .html),
     classes.json."""
     store_dir, out_dir = Path(store_dir), Path(out_dir)
-    index_path = store_dir / "index.parquet"
-    if not index_path.exists():
-        raise DataError(f"no tensor store at {store_dir} (missing index.parquet): run preprocess")
-    table, classes = make_split(pd.read_parquet(index_path), cfg)
+    table, classes = make_split(read_index(store_dir), cfg)
     counts = count_table(table)
-    io.write_parquet(out_dir / "split.parquet", table)
+    io.write_parquet(out_dir / SPLIT_FILE, table)
     io.write_parquet(out_dir / "counts.parquet", counts)
     write_html_table(
         out_dir / "counts.html", counts, f"Split of {store_dir.name}",
         "Images and patients per split and class (patient-level, stratified, seeded).",
     )  # fmt: skip
-    write_classes(out_dir / "classes.json", classes)
+    write_classes(out_dir / CLASSES_FILE, classes)
     provenance.write(out_dir / "provenance.json", "split", cfg, store=str(store_dir))
     log.info("split %d images:\n%s", len(table), counts.to_string(index=False))
     return counts

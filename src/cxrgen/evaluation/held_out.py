@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from cxrgen.counterfactual.invert import ImageSet
+from cxrgen.data.store import HEALTHY, LESION_MASKS, RALO_COLUMNS, ImageSet, read_index, store_view
 from cxrgen.errors import DataError
 from cxrgen.evaluation import ground_truth, localisation, severity
-from cxrgen.evaluation.inputs import Setting, pixel_map_views, store_view
+from cxrgen.evaluation.inputs import Setting, pixel_map_views
 
 if TYPE_CHECKING:
     from cxrgen.evaluation.run import EvaluateConfig
@@ -74,17 +74,16 @@ def design(images: ImageSet, store_dir: Path, cfg: EvaluateConfig) -> Design:
                 f"the inversion holds no images of split {name!r} (it has {sorted(present)}): "
                 "invert the calibration and the test split (invert.splits)"
             )
-    index = pd.read_parquet(store_dir / "index.parquet").set_index("row")
+    index = read_index(store_dir).set_index("row")
     boxes = per_image(index, images, ["boxes"])["boxes"].tolist() if "boxes" in index else None
     if boxes is not None and not any(len(localisation.as_boxes(b)) for b in boxes):
         boxes = None
-    lesions = store_view(images, "lesion_masks")
-    with_truth = lesions is not None and images.has("healthy")
+    lesions = store_view(images, LESION_MASKS)
+    with_truth = lesions is not None and images.has(HEALTHY)
     contrast = None
     if with_truth:
-        original = store_view(images, "images")
-        truth = ground_truth.image_errors(original, original, store_view(images, "healthy"),
-                                          lesions)  # fmt: skip
+        original = images.view()
+        truth = ground_truth.image_errors(original, original, images.view(HEALTHY), lesions)
         contrast = truth["orig_in"].to_numpy()
     split = images.table["split"].to_numpy()
     return Design(
@@ -96,7 +95,7 @@ def design(images: ImageSet, store_dir: Path, cfg: EvaluateConfig) -> Design:
         lesion=ground_truth.lesion_rows(lesions) if with_truth else None,
         contrast=contrast,
         boxes=boxes,
-        targets=per_image(index, images, severity.SCORES),
+        targets=per_image(index, images, RALO_COLUMNS),
     )
 
 

@@ -1,7 +1,6 @@
-"""What the evaluation reads: store arrays in latent order, counterfactual settings, maps.
+"""What the evaluation reads besides the store (:func:`cxrgen.data.store.store_view`): the
+counterfactual settings and their anomaly maps.
 
-* :class:`RowView`: rows of a store array (images, healthy twins, masks) in the order of the
-  inverted images, read lazily and scaled to float [0, 1];
 * :class:`Setting` / :func:`load_settings`: one counterfactual folder (method, scale, scores,
   memory-mapped arrays), checked to come from the same inversion;
 * :class:`SmoothedView` / :func:`pixel_map_views`: the anomaly maps of the pixel-level
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import gaussian_filter
 
-from cxrgen.counterfactual.invert import ImageSet
+from cxrgen.data.store import ImageSet
 from cxrgen.errors import DataError
 
 # Anomaly maps of the pixel-level metrics -> (counterfactual array, positive part only):
@@ -26,28 +25,6 @@ from cxrgen.errors import DataError
 # (opacities are bright, so removing one darkens the image; a change of the other sign is not
 # a removed lesion).
 PIXEL_MAPS = {"abs": ("absdiff", False), "removed": ("diff", True)}
-
-
-class RowView:
-    """Rows of a store array in the order of the inverted images, read lazily.
-
-    Supports what the metric functions use: ``len``, ``shape``, ``ndim``, ``dtype`` and
-    indexing by a slice or an array of positions. ``scale`` divides integer images into
-    float32 [0, 1].
-    """
-
-    def __init__(self, array: np.ndarray, rows: np.ndarray, scale: float | None = None):
-        self.array, self.rows, self.scale = array, np.asarray(rows, dtype=np.int64), scale
-        self.shape = (len(self.rows), *array.shape[1:])
-        self.ndim = len(self.shape)
-        self.dtype = np.dtype(np.float32) if scale else array.dtype
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, key) -> np.ndarray:
-        values = np.asarray(self.array[self.rows[key]])
-        return values.astype(np.float32) / np.float32(self.scale) if self.scale else values
 
 
 class SmoothedView:
@@ -72,17 +49,6 @@ class SmoothedView:
             return values
         sigma = (0,) * (values.ndim - 2) + (self.sigma, self.sigma)
         return gaussian_filter(values, sigma, mode="nearest")
-
-
-def store_view(images: ImageSet, name: str) -> RowView | None:
-    """A store array (``images``, ``healthy``, ``lesion_masks``, ...) in latent order, or None."""
-    if not images.has(name):
-        return None
-    array = np.load(images.store_dir / f"{name}.npy", mmap_mode="r")
-    scale = None
-    if name in ("images", "healthy"):
-        scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
-    return RowView(array, images.table["store_row"].to_numpy(), scale)
 
 
 @dataclass(frozen=True)

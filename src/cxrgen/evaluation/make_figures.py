@@ -30,12 +30,13 @@ import pandas as pd
 
 from cxrgen import io
 from cxrgen.config import check
-from cxrgen.counterfactual.invert import inverted_set
+from cxrgen.data.latents import LATENTS, inverted_set, open_array
+from cxrgen.data.store import IMAGES, LESION_MASKS, store_view
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.evaluation import figures, metric_plots
 from cxrgen.evaluation.detection import best_setting
-from cxrgen.evaluation.inputs import Setting, load_settings, store_view
+from cxrgen.evaluation.inputs import Setting, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +96,8 @@ def write_figures(
         name: pd.read_parquet(metrics_dir / f"{name}.parquet")
         for name in ("detection", "severity", "severity_predictions", "spectra_curves")
     }
-    original = store_view(images, "images")
-    latents = np.load(latents_dir / "latents.npy", mmap_mode="r")
+    original = images.view(IMAGES)
+    latents = open_array(latents_dir, LATENTS)
     cal, test = evaluated_splits(metrics_dir)
     best = best_setting(tables["detection"], split=cal)
     top = next(s for s in settings if (s.method, s.scale) == (best["method"], best["scale"]))
@@ -110,7 +111,7 @@ def write_figures(
         out_dir / "fig3.png", original, latents,
         {names[id(s)]: s.array("counterfactuals") for s in shown},
         {names[id(s)]: s.array("absdiff") for s in shown}, rows, labels,
-        lesion_masks=store_view(images, "lesion_masks"),
+        lesion_masks=store_view(images, LESION_MASKS),
     )  # fmt: skip
     first = np.array(rows[:1])
     figures.fig4_spectra(

@@ -47,17 +47,12 @@ from tqdm.auto import tqdm
 
 from cxrgen import io, provenance
 from cxrgen.config import check
-from cxrgen.counterfactual.invert import ImageSet, inverted_set
+from cxrgen.data.latents import inverted_set
+from cxrgen.data.store import HEALTHY, IMAGES, LESION_MASKS, ImageSet, store_view
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.evaluation import detection, ground_truth, severity, spectra
 from cxrgen.evaluation.held_out import design, pixel_tables, severity_tables, tagged
-from cxrgen.evaluation.inputs import (
-    PIXEL_MAPS,
-    RowView,
-    Setting,
-    load_settings,
-    store_view,
-)
+from cxrgen.evaluation.inputs import PIXEL_MAPS, Setting, load_settings
 from cxrgen.evaluation.summary import summary_table, write_summary_markdown
 from cxrgen.html_tables import write_html_table
 
@@ -158,7 +153,7 @@ def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: Evaluat
     model = load_classifier(classifier_dir, resolve_device(cfg.device))
     positive = images.classes.index(cfg.positive_class)
     probs = detection.classifier_probabilities(
-        model, store_view(images, "images"), cfg.batch_size, positive_label=positive
+        model, images.view(IMAGES), cfg.batch_size, positive_label=positive
     )
     table = images.table[["row", "split", "image_id", "patient_id", "class_name"]].copy()
     table["p_positive"] = probs
@@ -182,7 +177,7 @@ def evaluate(
         check(name in images.classes, f"class {name!r} is not one of {list(images.classes)}")
     d = design(images, store_dir, cfg)
     settings = load_settings([Path(f) for f in counterfactual_dirs], images)
-    original = store_view(images, "images")
+    original = images.view(IMAGES)
     tables: dict[str, pd.DataFrame] = {}
 
     scores = pd.concat([s.scores for s in settings], ignore_index=True)
@@ -200,10 +195,10 @@ def evaluate(
         columns=["row", "split", "image_id", "patient_id", "class_name", "p_positive"]
     )  # fmt: skip
 
-    healthy, lesions = store_view(images, "healthy"), store_view(images, "lesion_masks")
+    healthy, lesions = store_view(images, HEALTHY), store_view(images, LESION_MASKS)
     with_truth = d.lesion is not None
     has_targets = not d.targets.empty and d.targets.notna().any().any()
-    test_view = RowView(original.array, original.rows[d.rows[d.test]], original.scale)
+    test_view = original.subset(d.rows[d.test])
     test_labels = images.table["class_name"].to_numpy()[d.rows[d.test]]
     parts: dict[str, list[pd.DataFrame]] = {
         k: [] for k in ("localisation", "ground_truth", "severity", "severity_predictions",

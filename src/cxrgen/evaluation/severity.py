@@ -36,6 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from cxrgen.config import check
+from cxrgen.data.store import RALO_COLUMNS, RALO_TOTALS
 from cxrgen.errors import DataError
 from cxrgen.evaluation import bootstrap
 
@@ -43,14 +44,10 @@ log = logging.getLogger(__name__)
 
 SIDES = ("right", "left")
 FEATURES = ("sum_abs", "mean_abs", "top_mean_abs", "sum_removed")
-# RALO score -> (lungs whose features predict it, largest possible value)
+# RALO score -> (lungs whose features predict it, largest possible value): a lung's own score
+# (0-4) from that lung, a total (0-8) from both
 SCORES = {
-    "extent_right": (("right",), 4.0),
-    "extent_left": (("left",), 4.0),
-    "opacity_right": (("right",), 4.0),
-    "opacity_left": (("left",), 4.0),
-    "extent_total": (SIDES, 8.0),
-    "opacity_total": (SIDES, 8.0),
+    c: (SIDES, 8.0) if c in RALO_TOTALS else ((c.rsplit("_", 1)[1],), 4.0) for c in RALO_COLUMNS
 }
 RIDGE_ALPHAS = np.logspace(-3, 3, 13)
 MIN_ROWS = 3  # fewer usable rows than this give NaN metrics instead of a fit
@@ -258,7 +255,7 @@ def rank_table(
     return pd.DataFrame(table, columns=["feature_set", "score", "metric", "value", "n"])
 
 
-HEADLINE_SCORES = ("extent_total", "opacity_total")
+HEADLINE_SCORES = RALO_TOTALS
 
 
 def _spearman_boot(pred: np.ndarray, true: np.ndarray, weights: np.ndarray) -> np.ndarray:

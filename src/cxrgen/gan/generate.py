@@ -29,11 +29,20 @@ from tqdm.auto import tqdm
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
+from cxrgen.data.store import (
+    CLASSES_FILE,
+    IMAGES,
+    INDEX_FILE,
+    SPLIT_FILE,
+    SplitImages,
+    array_path,
+    load_split,
+    unit_rows,
+)
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.gan.dcgan import load_dcgan
 from cxrgen.gan.stargan_nets import load_stargan
-from cxrgen.training.data import SplitImages, load_split
 from cxrgen.training.seeding import Purpose, derive_seed, generator
 
 log = logging.getLogger(__name__)
@@ -81,7 +90,7 @@ class GenerateConfig:
 
 
 def _image_ids(split_dir: Path) -> dict[int, str]:
-    table = pd.read_parquet(split_dir / "split.parquet", columns=["row", "image_id"])
+    table = pd.read_parquet(split_dir / SPLIT_FILE, columns=["row", "image_id"])
     return dict(zip(table["row"].tolist(), table["image_id"].astype(str).tolist(), strict=True))
 
 
@@ -185,18 +194,15 @@ def generate_synthetic(
         "%s: generating %d images (%s)", kind, len(plan), plan.groupby("mode").size().to_dict()
     )
 
-    store = np.load(store_dir / "images.npy", mmap_mode="r")
+    store = np.load(data.images_path, mmap_mode="r")
     top = float(np.iinfo(cfg.dtype).max)
 
     def load(rows: np.ndarray) -> torch.Tensor:
-        order = np.argsort(rows)
-        raw = np.empty((len(rows), data.height, data.width), np.float32)
-        raw[order] = np.asarray(store[rows[order]], dtype=np.float32)
-        return (torch.from_numpy(raw / np.float32(data.scale)) * 2 - 1)[:, None].to(device)
+        return (torch.from_numpy(unit_rows(store, rows)) * 2 - 1)[:, None].to(device)
 
     bar = tqdm(total=len(plan), desc=f"generate {kind}", unit="img", disable=not progress)
     shape = (len(plan), data.height, data.width)
-    with io.open_npy_memmap(out_dir / "images.npy", shape, cfg.dtype) as out:
+    with io.open_npy_memmap(array_path(out_dir, IMAGES), shape, cfg.dtype) as out:
         for start in range(0, len(plan), cfg.batch_size):
             chunk = plan.iloc[start : start + cfg.batch_size]
             y = torch.tensor(chunk["target_label"].to_numpy(), device=device)
@@ -229,8 +235,8 @@ def generate_synthetic(
     columns = ["row", "model", "mode", "source_row", "source_image_id", "source_domain"]
     columns += ["target_domain", "target_label", "output", "reference_row", "reference_image_id"]
     plan = plan[columns]
-    io.write_parquet(out_dir / "index.parquet", plan)
-    write_classes(out_dir / "classes.json", list(model.classes))
+    io.write_parquet(out_dir / INDEX_FILE, plan)
+    write_classes(out_dir / CLASSES_FILE, list(model.classes))
     provenance.write(
         out_dir / "provenance.json",
         "generate_synthetic",

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from cxrgen.data.store import unit_rows
+
 log = logging.getLogger(__name__)
 
 # The network (and protocol) named in the ``network`` column of the GAN metrics table.
@@ -154,14 +156,9 @@ class ClassifierFeatures:
 
 def unit_batches(array: np.ndarray, rows: np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
     """(B, 1, H, W) float tensors in [0, 1] of ``array[rows]`` (uint8/uint16/float memmap)."""
-    scale = float(np.iinfo(array.dtype).max) if array.dtype.kind == "u" else 1.0
     rows = np.asarray(rows)
     for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        order = np.argsort(chunk)
-        raw = np.empty((len(chunk), *array.shape[1:]), np.float32)
-        raw[order] = np.asarray(array[chunk[order]], dtype=np.float32)
-        yield torch.from_numpy(raw / np.float32(scale))[:, None]
+        yield torch.from_numpy(unit_rows(array, rows[start : start + batch_size]))[:, None]
 
 
 def extract(

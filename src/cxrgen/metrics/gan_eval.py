@@ -40,6 +40,7 @@ import torch
 from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import read_classes
+from cxrgen.data.store import CLASSES_FILE, IMAGES, INDEX_FILE, array_path, load_split
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.html_tables import write_html_table
@@ -68,7 +69,6 @@ from cxrgen.metrics.weights import (
     build_lpips,
     build_torchvision_inception,
 )
-from cxrgen.training.data import load_split
 from cxrgen.training.seeding import Purpose, derive_seed
 
 log = logging.getLogger(__name__)
@@ -279,12 +279,12 @@ def evaluate_gan(
     sets = {}
     for name, folder in generated.items():
         folder = Path(folder)
-        if not (folder / "index.parquet").exists():
-            raise DataError(f"no generated set in {folder} (index.parquet): run generation first")
-        if read_classes(folder / "classes.json") != list(real.classes):
+        if not (folder / INDEX_FILE).exists():
+            raise DataError(f"no generated set in {folder} ({INDEX_FILE}): run generation first")
+        if read_classes(folder / CLASSES_FILE) != list(real.classes):
             raise DataError(f"{folder} was generated for other classes than {list(real.classes)}")
         sets[name] = GeneratedSet(
-            pd.read_parquet(folder / "index.parquet"), np.load(folder / "images.npy", mmap_mode="r")
+            pd.read_parquet(folder / INDEX_FILE), np.load(array_path(folder, IMAGES), mmap_mode="r")
         )
     ctx = EvalContext(
         sets,

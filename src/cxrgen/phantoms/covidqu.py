@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 
 from cxrgen import io
 from cxrgen.config import check
+from cxrgen.data.store import RALO_COLUMNS
 from cxrgen.phantoms.anatomy import sample_anatomy
 from cxrgen.phantoms.findings import sample_devices
-from cxrgen.phantoms.lesions import SCORE_COLUMNS, LesionSpec, ralo_scores, sample_lesion_spec
+from cxrgen.phantoms.lesions import LesionSpec, ralo_scores, sample_lesion_spec
 from cxrgen.phantoms.scene import render_image, sample_setup
 
 logger = logging.getLogger(__name__)
@@ -149,7 +150,7 @@ def make_covidqu_phantoms(
             "mask",
             "opacity_pattern",
             "devices",
-            *SCORE_COLUMNS,
+            *RALO_COLUMNS,
         ],
     )
     _remove_stale(out, set(df["image"]) | set(df["mask"]))

@@ -13,8 +13,9 @@ import zipfile
 import numpy as np
 
 from cxrgen import io as cio
+from cxrgen.data.store import GROUND_TRUTH_ARRAYS
 
-GROUND_TRUTH_KEYS = ("image", "healthy", "lesion", "lungs")
+GROUND_TRUTH_KEYS = ("image", *GROUND_TRUTH_ARRAYS)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 

@@ -23,14 +23,6 @@ EXTENT_EDGES = (0.25, 0.5, 0.75)
 DENSITY_EDGES = (0.05, 0.10, 0.17)
 _EXTENT_BINS = ((0.05, 0.22), (0.28, 0.47), (0.53, 0.72), (0.78, 0.95))
 _DENSITY_BINS = ((0.022, 0.042), (0.058, 0.09), (0.112, 0.155), (0.19, 0.27))
-SCORE_COLUMNS = (
-    "extent_right",
-    "extent_left",
-    "opacity_right",
-    "opacity_left",
-    "extent_total",
-    "opacity_total",
-)
 
 
 @dataclass(frozen=True)

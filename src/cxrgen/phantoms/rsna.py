@@ -29,6 +29,8 @@ from tqdm.auto import tqdm
 
 from cxrgen import io
 from cxrgen.config import check
+from cxrgen.data.labels import CLASS_INFO_COLUMNS, LABEL_COLUMNS, SEVERITY_COLUMNS
+from cxrgen.data.store import RALO_COLUMNS
 from cxrgen.phantoms.corrupt import CORRUPT_KINDS, corrupt_file_bytes
 from cxrgen.phantoms.dicom_writer import (
     SYNTAXES,
@@ -40,7 +42,7 @@ from cxrgen.phantoms.dicom_writer import (
 from cxrgen.phantoms.encoding_plan import plan_encodings
 from cxrgen.phantoms.ground_truth import write_ground_truth
 from cxrgen.phantoms.identifiers import PHI_KEYS, uuid_string
-from cxrgen.phantoms.lesions import PATTERNS, SCORE_COLUMNS, lesion_boxes, ralo_scores
+from cxrgen.phantoms.lesions import PATTERNS, lesion_boxes, ralo_scores
 from cxrgen.phantoms.patients import (
     CLASS_NAMES,
     ImagePlan,
@@ -185,16 +187,15 @@ def make_rsna_phantoms(
         else:
             labels.append((plan.image_id, np.nan, np.nan, np.nan, np.nan, 0))
         classes += [(plan.image_id, row["class_name"])] * max(len(boxes), 1)
-        severity.append({"patientId": plan.image_id, **{c: row[c] for c in SCORE_COLUMNS}})
+        severity.append({"patientId": plan.image_id, **{c: row[c] for c in RALO_COLUMNS}})
     manifest += _write_corrupt_files(cfg, image_dir)
 
     csv = {"index": False, "lineterminator": "\n"}
-    label_df = pd.DataFrame(labels, columns=["patientId", "x", "y", "width", "height", "Target"])
+    label_df = pd.DataFrame(labels, columns=list(LABEL_COLUMNS))
     io.write_text(out / LABELS_CSV, label_df.to_csv(**csv))
-    io.write_text(
-        out / CLASS_INFO_CSV, pd.DataFrame(classes, columns=["patientId", "class"]).to_csv(**csv)
-    )
-    sev_df = pd.DataFrame(severity, columns=["patientId", *SCORE_COLUMNS])
+    class_df = pd.DataFrame(classes, columns=list(CLASS_INFO_COLUMNS))
+    io.write_text(out / CLASS_INFO_CSV, class_df.to_csv(**csv))
+    sev_df = pd.DataFrame(severity, columns=list(SEVERITY_COLUMNS))
     io.write_text(out / SEVERITY_CSV, sev_df.to_csv(**csv))
     df = _manifest_frame(manifest)
     io.write_parquet(out / MANIFEST, df)
@@ -293,7 +294,7 @@ _INT_COLUMNS = (
     "rows",
     "cols",
     "n_boxes",
-    *SCORE_COLUMNS,
+    *RALO_COLUMNS,
 )
 
 

@@ -1,4 +1,5 @@
-"""The training data: a split of the tensor store, read lazily, as step-keyed batches.
+"""The training data: a split of the tensor store (:func:`cxrgen.data.store.load_split`), read
+lazily, as step-keyed batches.
 
 ``images.npy`` is memory-mapped in each process on first use (never pickled into data-loader
 workers); a sample is keyed by (index, step, position) so its augmentation is a pure function
@@ -9,83 +10,17 @@ at step S only needs S.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from cxrgen.config import check
-from cxrgen.data.classes import read_classes
-from cxrgen.errors import DataError
+from cxrgen.data.store import SplitImages, unit_float
+from cxrgen.data.store import load_split as load_split  # the training stages read it here
 from cxrgen.training.augment import Augmentation
 from cxrgen.training.seeding import Purpose, derive_seed, generator
 
 SampleKey = tuple[int, int, int]  # (index in the split, step, position in the global batch)
-
-
-@dataclass(frozen=True)
-class SplitImages:
-    """The images of one split: rows of ``images.npy``, labels, class names, image size."""
-
-    images_path: Path
-    rows: np.ndarray
-    labels: np.ndarray
-    classes: tuple[str, ...]
-    height: int
-    width: int
-    scale: float  # divide stored values by this for [0, 1]
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def class_counts(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=self.num_classes)
-
-
-def load_split(store_dir: str | Path, split_dir: str | Path, split: str = "train") -> SplitImages:
-    """The images of split ``split`` (labels >= 0 only); K and image size come from the files."""
-    store_dir, split_dir = Path(store_dir), Path(split_dir)
-    images_path = store_dir / "images.npy"
-    for path, stage in (
-        (images_path, "preprocess"),
-        (split_dir / "split.parquet", "split"),
-        (split_dir / "classes.json", "split"),
-    ):
-        if not path.exists():
-            raise DataError(f"missing {path}: run the {stage} stage first")
-    images = np.load(images_path, mmap_mode="r")
-    if images.ndim != 3:
-        raise DataError(f"{images_path} has shape {images.shape}; expected (N, H, W)")
-    if images.dtype == np.uint8 or images.dtype == np.uint16:
-        scale = float(np.iinfo(images.dtype).max)
-    elif images.dtype.kind == "f":
-        scale = 1.0
-    else:
-        raise DataError(f"{images_path} has dtype {images.dtype}; expected uint8 or uint16")
-    classes = tuple(read_classes(split_dir / "classes.json"))
-    table = pd.read_parquet(split_dir / "split.parquet", columns=["row", "label", "split"])
-    sub = table[(table["split"] == split) & (table["label"] >= 0)]
-    if sub.empty:
-        names = sorted(table["split"].unique())
-        raise DataError(f"split '{split}' has no labelled images in {split_dir}; it has {names}")
-    rows = sub["row"].to_numpy(np.int64)
-    labels = sub["label"].to_numpy(np.int64)
-    if rows.min() < 0 or rows.max() >= len(images):
-        raise DataError(
-            f"split rows exceed the {len(images)} images of {images_path}: re-run split"
-        )
-    if labels.max() >= len(classes):
-        raise DataError(f"labels exceed the {len(classes)} classes of classes.json: re-run split")
-    return SplitImages(
-        images_path, rows, labels, classes, int(images.shape[1]), int(images.shape[2]), scale
-    )
 
 
 def require_every_class(data: SplitImages, what: str = "training") -> None:
@@ -122,8 +57,7 @@ class XrayDataset(Dataset):
         """Image ``index`` as float32 (1, H, W) in [0, 1]."""
         if self._images is None:
             self._images = np.load(self.data.images_path, mmap_mode="r")
-        raw = np.asarray(self._images[self.data.rows[index]], dtype=np.float32)
-        return torch.from_numpy(raw / np.float32(self.data.scale))[None]
+        return torch.from_numpy(unit_float(self._images[self.data.rows[index]]))[None]
 
     def __getitem__(self, key: int | SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(key, tuple):
