@@ -30,13 +30,13 @@ import pandas as pd
 import torch
 
 from cxrgen.data.classes import write_classes
+from cxrgen.data.store import load_split
 from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import StarGANNets, build_stargan
 from cxrgen.gan.stargan_train import architecture, stargan_spec
 from cxrgen.metrics.fid import InceptionFeatures, extract
 from cxrgen.metrics.weights import build_inception
-from cxrgen.training.data import load_split
 from cxrgen.training.loop import run_training, seeded
 from cxrgen.training.step import EMA
 

@@ -28,10 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from cxrgen.data.classes import write_classes
+from cxrgen.data.store import load_split
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import build_scheduler, build_unet
 from cxrgen.diffusion.train import diffusion_loss
-from cxrgen.training.data import load_split
 from cxrgen.training.loop import run_training, seeded
 from cxrgen.training.step import single_loss
 

@@ -16,9 +16,10 @@ from cxrgen.classifier.model import NoiseAwareClassifier, load_classifier, log_p
 from cxrgen.classifier.train import train_classifier
 from cxrgen.classifier.validate import auroc
 from cxrgen.config import from_mapping
+from cxrgen.data.store import load_split
 from cxrgen.diffusion.model import build_scheduler, check_same_schedule
 from cxrgen.errors import ConfigError, DataError
-from cxrgen.training.data import XrayDataset, load_split
+from cxrgen.training.data import XrayDataset
 
 SIZE = 16
 TINY = dict(
