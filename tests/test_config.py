@@ -51,7 +51,7 @@ def test_default_config_and_presets_validate_and_build(preset):
         from_mapping(phantom_cls, ds.get("phantoms"), f"datasets.{name}.phantoms")
         if "diffusion" in ds:
             from cxrgen.classifier.config import ClassifierTrainConfig
-            from cxrgen.counterfactual.generate import CounterfactualConfig
+            from cxrgen.counterfactual.counterfactual import CounterfactualConfig
             from cxrgen.counterfactual.invert import InvertConfig
             from cxrgen.diffusion.config import DiffusionTrainConfig
 
@@ -80,12 +80,12 @@ def phantom_config_class(layout):
         ("classifier", "cxrgen.classifier.config.ClassifierTrainConfig"),
         ("stargan", "cxrgen.gan.config.StarGANTrainConfig"),
         ("dcgan", "cxrgen.gan.config.DCGANTrainConfig"),
-        ("generate", "cxrgen.gan.generate.GenerateConfig"),
-        ("gan_eval", "cxrgen.metrics.gan_eval.GANEvalConfig"),
+        ("generate", "cxrgen.gan.generate_synthetic.GenerateConfig"),
+        ("gan_eval", "cxrgen.metrics.gan_metrics.GANEvalConfig"),
         ("invert", "cxrgen.counterfactual.invert.InvertConfig"),
-        ("counterfactual", "cxrgen.counterfactual.generate.CounterfactualConfig"),
-        ("evaluate", "cxrgen.evaluation.run.EvaluateConfig"),
-        ("figures", "cxrgen.evaluation.make_figures.FiguresConfig"),
+        ("counterfactual", "cxrgen.counterfactual.counterfactual.CounterfactualConfig"),
+        ("evaluate", "cxrgen.evaluation.evaluate.EvaluateConfig"),
+        ("figures", "cxrgen.evaluation.evaluation_figures.FiguresConfig"),
     ],
 )
 def test_schema_sections_list_exactly_the_dataclass_fields(defn, cls_path):

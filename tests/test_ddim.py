@@ -8,7 +8,7 @@ from diffusers import DDIMInverseScheduler, DDIMScheduler
 from cxrgen.counterfactual.ddim import ddim_move, decode, invert, trajectory
 from cxrgen.diffusion.model import build_scheduler
 from cxrgen.errors import ConfigError
-from cxrgen.metrics.spectra import highpass, lowpass, radial_frequency
+from cxrgen.metrics.fourier import highpass, lowpass, radial_frequency
 
 
 @pytest.fixture

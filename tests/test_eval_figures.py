@@ -11,10 +11,10 @@ from torch import nn
 
 from cxrgen.classifier.model import NoiseAwareClassifier
 from cxrgen.errors import ConfigError, DataError
-from cxrgen.evaluation import figures, metric_plots
+from cxrgen.evaluation import metric_plots, paper_figures
 from cxrgen.evaluation.detection import detection_table, reference_rows
+from cxrgen.evaluation.evaluate import spectrum_curves
 from cxrgen.evaluation.gradcam import grad_cam
-from cxrgen.evaluation.run import spectrum_curves
 
 POS, NEG = "Lung Opacity", "Normal"
 SIZE = 16
@@ -94,34 +94,34 @@ def choice_table():
 
 def test_choose_rows_exact_picks_and_ties_to_lower_row():
     table = choice_table()
-    assert figures.choose_rows(table, POS, n=2) == [1, 3, 2, 4, 9]
+    assert paper_figures.choose_rows(table, POS, n=2) == [1, 3, 2, 4, 9]
     # fewer than 2n positives: no image twice
-    assert figures.choose_rows(table, POS, n=4) == [1, 3, 5, 0, 2, 4, 6, 9]
-    assert figures.choose_rows(table, POS, n=1, statistic="sum_abs") == [1, 2, 9]
+    assert paper_figures.choose_rows(table, POS, n=4) == [1, 3, 5, 0, 2, 4, 6, 9]
+    assert paper_figures.choose_rows(table, POS, n=1, statistic="sum_abs") == [1, 2, 9]
 
 
 def test_choose_rows_does_not_depend_on_row_order():
     table = choice_table()
     for seed in range(3):
         shuffled = table.sample(frac=1, random_state=seed)
-        assert figures.choose_rows(shuffled, POS, n=2) == [1, 3, 2, 4, 9]
+        assert paper_figures.choose_rows(shuffled, POS, n=2) == [1, 3, 2, 4, 9]
 
 
 def test_choose_rows_without_negatives_and_bad_tables():
     table = choice_table()
-    assert figures.choose_rows(table[table["class_name"] == POS], POS, n=1) == [1, 2]
+    assert paper_figures.choose_rows(table[table["class_name"] == POS], POS, n=1) == [1, 2]
     with pytest.raises(DataError, match="no image of class"):
-        figures.choose_rows(table[table["class_name"] == NEG], POS)
+        paper_figures.choose_rows(table[table["class_name"] == NEG], POS)
     with pytest.raises(DataError, match="twice"):
-        figures.choose_rows(pd.concat([table, table]), POS)
+        paper_figures.choose_rows(pd.concat([table, table]), POS)
     with pytest.raises(DataError, match="lacks columns"):
-        figures.choose_rows(table.drop(columns="sum_abs"), POS)
+        paper_figures.choose_rows(table.drop(columns="sum_abs"), POS)
     with pytest.raises(ConfigError):
-        figures.choose_rows(table, POS, n=0)
+        paper_figures.choose_rows(table, POS, n=0)
 
 
 def test_row_labels_name_class_row_and_value():
-    labels = figures.row_labels(choice_table(), [1, 9], setting="cfg 3")
+    labels = paper_figures.row_labels(choice_table(), [1, 9], setting="cfg 3")
     assert labels == [
         "Lung Opacity, row 1\nsum_abs (cfg 3) 9.0",
         "Normal, row 9\nsum_abs (cfg 3) 3.0",
@@ -138,9 +138,9 @@ def test_fig3_grid_draws_every_setting_from_memmaps(arrays, tmp_path):
     rows = [5, 0, 3]
     labels = [f"row {r}" for r in rows]
     one, two = tmp_path / "one.png", tmp_path / "two.png"
-    figures.fig3_grid(one, memmap, latents, {"cfg 3": cfs["cfg 3"]}, {"cfg 3": absd["cfg 3"]},
+    paper_figures.fig3_grid(one, memmap, latents, {"cfg 3": cfs["cfg 3"]}, {"cfg 3": absd["cfg 3"]},
                       rows, labels)  # fmt: skip
-    figures.fig3_grid(two, memmap, latents, cfs, absd, rows, labels)
+    paper_figures.fig3_grid(two, memmap, latents, cfs, absd, rows, labels)
     a, b = assert_drawn(one), assert_drawn(two)
     assert b.shape[1] > a.shape[1] and b.shape[0] == a.shape[0]  # two more columns
     assert coloured(b) > coloured(a) > 1000  # the anomaly maps are in a colour map
@@ -150,12 +150,12 @@ def test_fig3_grid_draws_every_setting_from_memmaps(arrays, tmp_path):
 def test_fig3_grid_rejects_inconsistent_inputs(arrays, tmp_path):
     originals, latents, cfs, absd = arrays
     with pytest.raises(ConfigError, match="labels"):
-        figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs, absd, [0, 1], ["a"])
+        paper_figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs, absd, [0, 1], ["a"])
     with pytest.raises(ConfigError, match="differ"):
-        figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs, {"cfg 3": absd["cfg 3"]},
-                          [0], ["a"])  # fmt: skip
+        paper_figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs,
+                                {"cfg 3": absd["cfg 3"]}, [0], ["a"])  # fmt: skip
     with pytest.raises(DataError, match="rows"):
-        figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs, absd, [99], ["a"])
+        paper_figures.fig3_grid(tmp_path / "x.png", originals, latents, cfs, absd, [99], ["a"])
     assert not (tmp_path / "x.png").exists()
 
 
@@ -169,12 +169,14 @@ def test_fig4_spectra(arrays, tmp_path):
         ignore_index=True,
     )
     path = tmp_path / "fig4.png"
-    figures.fig4_spectra(path, originals[0], cfs["cfg 3"][0], 0.25, curves, setting_label="cfg 3")
+    paper_figures.fig4_spectra(
+        path, originals[0], cfs["cfg 3"][0], 0.25, curves, setting_label="cfg 3"
+    )
     assert_drawn(path)
     with pytest.raises(DataError, match="equal"):
-        figures.fig4_spectra(path, originals[0], cfs["cfg 3"][0, :8], 0.25, curves)
+        paper_figures.fig4_spectra(path, originals[0], cfs["cfg 3"][0, :8], 0.25, curves)
     with pytest.raises(DataError, match="lack columns"):
-        figures.fig4_spectra(
+        paper_figures.fig4_spectra(
             path, originals[0], cfs["cfg 3"][0], 0.25, curves.drop(columns="power")
         )
 
@@ -239,14 +241,14 @@ def test_gradcam_panel(tmp_path):
     cams = rng.uniform(0, 1, images.shape).astype(np.float32)
     titles = [f"image {i}" for i in range(6)]
     path = tmp_path / "cam.png"
-    figures.gradcam_panel(path, images, titles, cams, row_labels=["real", "generated"])
+    paper_figures.gradcam_panel(path, images, titles, cams, row_labels=["real", "generated"])
     assert coloured(assert_drawn(path)) > 1000
-    figures.gradcam_panel(path, images[0], titles[:3], cams[0])  # (N, H, W): one row
+    paper_figures.gradcam_panel(path, images[0], titles[:3], cams[0])  # (N, H, W): one row
     assert_drawn(path)
     with pytest.raises(DataError, match="equal"):
-        figures.gradcam_panel(path, images, titles, cams[:1])
+        paper_figures.gradcam_panel(path, images, titles, cams[:1])
     with pytest.raises(ConfigError, match="titles"):
-        figures.gradcam_panel(path, images, titles[:2], cams)
+        paper_figures.gradcam_panel(path, images, titles[:2], cams)
 
 
 # --- grad_cam ------------------------------------------------------------------------------
@@ -359,17 +361,17 @@ def test_fig3_grid_outlines_the_true_lesions(arrays, tmp_path):
     masks = np.zeros(originals.shape, np.uint8)
     masks[5, 4:10, 4:10] = 1
     plain, outlined = tmp_path / "plain.png", tmp_path / "outlined.png"
-    figures.fig3_grid(plain, originals, latents, cfs, absd, [5, 0], ["a", "b"])
-    figures.fig3_grid(outlined, originals, latents, cfs, absd, [5, 0], ["a", "b"],
+    paper_figures.fig3_grid(plain, originals, latents, cfs, absd, [5, 0], ["a", "b"])
+    paper_figures.fig3_grid(outlined, originals, latents, cfs, absd, [5, 0], ["a", "b"],
                       lesion_masks=masks)  # fmt: skip
     a, b = assert_drawn(plain), assert_drawn(outlined)
-    cyan = 255 * np.array(matplotlib.colors.to_rgb(figures.OUTLINE_COLOUR))
+    cyan = 255 * np.array(matplotlib.colors.to_rgb(paper_figures.OUTLINE_COLOUR))
 
     def outline_pixels(image):
         return int((np.abs(image[..., :3].astype(float) - cyan).max(axis=-1) < 12).sum())
 
     assert outline_pixels(a) == 0 and outline_pixels(b) > 100
     empty = tmp_path / "empty.png"  # masks with no lesion in the shown rows: nothing drawn
-    figures.fig3_grid(empty, originals, latents, cfs, absd, [0, 3], ["a", "b"],
+    paper_figures.fig3_grid(empty, originals, latents, cfs, absd, [0, 3], ["a", "b"],
                       lesion_masks=masks)  # fmt: skip
     assert outline_pixels(assert_drawn(empty)) == 0

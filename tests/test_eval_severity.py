@@ -7,7 +7,7 @@ import pytest
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.evaluation.severity import FEATURES, _splitter, lung_features, severity_cv
 from cxrgen.evaluation.spectra import band_energy_table, radial_power_spectrum
-from cxrgen.metrics.spectra import highpass, lowpass
+from cxrgen.metrics.fourier import highpass, lowpass
 
 SIZE = 16
 
@@ -224,7 +224,7 @@ def test_band_energies_obey_parseval_and_match_the_filters():
         msq = (images.astype(np.float64) ** 2).mean(axis=(1, 2))
         np.testing.assert_allclose(sums[kind, "all"], msq.mean(), rtol=1e-6)
         np.testing.assert_allclose(sums[kind, "Normal"], msq[labels == "Normal"].mean(), rtol=1e-6)
-    # each band is what lowpass/highpass of cxrgen.metrics.spectra keep
+    # each band is what lowpass/highpass of cxrgen.metrics.fourier keep
     diff = original - counterfactual
     rows = table[(table.image_kind == "difference") & (table.class_name == "all")]
     expect = [

@@ -15,8 +15,8 @@ from cxrgen import io
 from cxrgen.counterfactual.scores import difference_scores
 from cxrgen.data.classes import write_classes
 from cxrgen.errors import DataError
-from cxrgen.evaluation.make_figures import FIGURES
-from cxrgen.evaluation.run import EMPTY_COLUMNS, EvaluateConfig, evaluate
+from cxrgen.evaluation.evaluate import EMPTY_COLUMNS, EvaluateConfig, evaluate
+from cxrgen.evaluation.evaluation_figures import FIGURES
 
 N, SIZE = 48, 16
 CLASSES = ["Normal", "Lung Opacity"]

@@ -10,7 +10,7 @@ from cxrgen.data.classes import read_classes
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
 from cxrgen.gan.dcgan_train import train_dcgan
-from cxrgen.gan.generate import GenerateConfig, generate_synthetic
+from cxrgen.gan.generate_synthetic import GenerateConfig, generate_synthetic
 from cxrgen.gan.stargan_train import train_stargan
 
 SIZE = 16

@@ -29,7 +29,7 @@ from cxrgen.metrics.fid import (
     frechet_distance,
     gaussian_stats,
 )
-from cxrgen.metrics.gan_eval import GANEvalConfig, evaluate_gan, network_of
+from cxrgen.metrics.gan_metrics import GANEvalConfig, evaluate_gan, network_of
 from cxrgen.metrics.gan_table import COLUMNS, add_means, frechet_rows
 from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK, PairwiseLPIPS
 from cxrgen.metrics.paper import PAPER_PER_DOMAIN, _paper_cells, paper_comparison, paper_domain
@@ -475,7 +475,7 @@ def test_optional_metrics_become_unavailable_and_nothing_else_changes(
 ):
     root, store, generated = eval_inputs
     cfg = GANEvalConfig(metrics_optional=True, device="cpu")
-    with caplog.at_level(logging.WARNING, logger="cxrgen.metrics.gan_eval"):
+    with caplog.at_level(logging.WARNING, logger="cxrgen.metrics.gan_metrics"):
         table = evaluate_gan(
             generated, *store, tmp_path / "a", cfg, root / "classifier", progress=False
         )

@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.evaluation.run import EvaluateConfig, evaluate
+    from cxrgen.evaluation.evaluate import EvaluateConfig, evaluate
 
     torch.set_num_threads(smk.threads)
     cfg = from_mapping(EvaluateConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.evaluate")

@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.evaluation.make_figures import FiguresConfig, write_figures
+    from cxrgen.evaluation.evaluation_figures import FiguresConfig, write_figures
 
     torch.set_num_threads(smk.threads)
     cfg = from_mapping(FiguresConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.figures")

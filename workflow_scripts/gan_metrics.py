@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.metrics.gan_eval import GANEvalConfig, evaluate_gan
+    from cxrgen.metrics.gan_metrics import GANEvalConfig, evaluate_gan
 
     torch.set_num_threads(smk.threads)
     cfg = from_mapping(GANEvalConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.gan_eval")

@@ -11,7 +11,7 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.gan.generate import GenerateConfig, generate_synthetic
+    from cxrgen.gan.generate_synthetic import GenerateConfig, generate_synthetic
 
     torch.set_num_threads(smk.threads)
     cfg = from_mapping(GenerateConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.generate")

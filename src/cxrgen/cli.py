@@ -127,13 +127,13 @@ def _trainers() -> dict[str, tuple[type, Callable]]:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from cxrgen.gan.generate import generate_synthetic
+    from cxrgen.gan.generate_synthetic import generate_synthetic
 
     generate_synthetic(args.model, args.store, args.split_dir, args.output, config_from_args(args))
 
 
 def cmd_gan_metrics(args: argparse.Namespace) -> None:
-    from cxrgen.metrics.gan_eval import evaluate_gan
+    from cxrgen.metrics.gan_metrics import evaluate_gan
 
     generated = dict(item.split("=", 1) for item in args.generated)
     evaluate_gan(
@@ -150,7 +150,7 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> None:
-    from cxrgen.counterfactual.generate import make_counterfactuals, scale_name
+    from cxrgen.counterfactual.counterfactual import make_counterfactuals, scale_name
     from cxrgen.devices import claim_device
 
     cfg = config_from_args(args)
@@ -176,14 +176,14 @@ def counterfactual_dirs(roots: list[Path]) -> list[Path]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cxrgen.evaluation.run import evaluate
+    from cxrgen.evaluation.evaluate import evaluate
 
     dirs = counterfactual_dirs(args.counterfactuals)
     evaluate(args.latents, dirs, args.store, args.output, config_from_args(args), args.classifier)
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
-    from cxrgen.evaluation.make_figures import write_figures
+    from cxrgen.evaluation.evaluation_figures import write_figures
 
     dirs = counterfactual_dirs(args.counterfactuals)
     write_figures(
@@ -260,8 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_flags(p, cls)
         p.set_defaults(func=cmd_train)
 
-    from cxrgen.gan.generate import GenerateConfig
-    from cxrgen.metrics.gan_eval import GANEvalConfig
+    from cxrgen.gan.generate_synthetic import GenerateConfig
+    from cxrgen.metrics.gan_metrics import GANEvalConfig
 
     p = sub.add_parser("generate-synthetic", help="synthetic set from a trained GAN")
     p.add_argument("--model", required=True, type=Path, help="trained StarGAN or DCGAN folder")
@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, GenerateConfig)
     p.set_defaults(func=cmd_generate)
 
-    from cxrgen.counterfactual.generate import METHODS, CounterfactualConfig
+    from cxrgen.counterfactual.counterfactual import METHODS, CounterfactualConfig
     from cxrgen.counterfactual.invert import InvertConfig
 
     p = sub.add_parser("invert", help="DDIM-invert a split's images to latents at depth L")
@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, CounterfactualConfig)
     p.set_defaults(func=cmd_counterfactual)
 
-    from cxrgen.evaluation.run import EvaluateConfig
+    from cxrgen.evaluation.evaluate import EvaluateConfig
 
     p = sub.add_parser("evaluate", help="metrics of the counterfactuals of every method / scale")
     add_evaluation_inputs(p, "guidance classifier folder (reference row)")
@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
 
-    from cxrgen.evaluation.make_figures import FiguresConfig
+    from cxrgen.evaluation.evaluation_figures import FiguresConfig
 
     p = sub.add_parser("figures", help="Fig. 3 / Fig. 4 / ROC / severity / Grad-CAM figures")
     add_evaluation_inputs(p, "guidance classifier folder (Grad-CAM)")

@@ -26,10 +26,11 @@ from torch import nn
 from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import NoiseAwareClassifier, save_classifier
 from cxrgen.classifier.validate import validate_per_timestep, write_validation
+from cxrgen.data.store import load_split
 from cxrgen.diffusion.model import check_unet_geometry
 from cxrgen.errors import DataError
 from cxrgen.io import atomic_dir
-from cxrgen.training.data import XrayDataset, load_split, require_every_class
+from cxrgen.training.data import XrayDataset, require_every_class
 from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.step import StepContext, single_loss
 

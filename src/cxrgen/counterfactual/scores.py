@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cxrgen.metrics.spectra import highpass
+from cxrgen.metrics.fourier import highpass
 
 COLUMNS = (
     "sum_abs",

@@ -18,12 +18,13 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from cxrgen.data.store import load_split
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import build_scheduler, build_unet, check_unet_geometry
 from cxrgen.diffusion.preview import class_grid
 from cxrgen.io import atomic_dir
 from cxrgen.plotting import write_image_grid
-from cxrgen.training.data import load_split, require_every_class
+from cxrgen.training.data import require_every_class
 from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.step import StepContext, single_loss
 

@@ -26,7 +26,7 @@ from cxrgen.evaluation import ground_truth, localisation, severity
 from cxrgen.evaluation.inputs import Setting, pixel_map_views
 
 if TYPE_CHECKING:
-    from cxrgen.evaluation.run import EvaluateConfig
+    from cxrgen.evaluation.evaluate import EvaluateConfig
 
 OPACITY, ALL = "opacity images", "all images"
 

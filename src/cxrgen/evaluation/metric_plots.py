@@ -4,7 +4,7 @@
 * :func:`auroc_vs_scale`: detection AUROC against the guidance scale, with the references;
 * :func:`severity_scatter`: predicted against true RALO severity.
 
-They share the style and the atomic PNG writing of :mod:`cxrgen.evaluation.figures`, which
+They share the style and the atomic PNG writing of :mod:`cxrgen.evaluation.paper_figures`, which
 holds the image figures (Fig. 3, Fig. 4, Grad-CAM).
 """
 
@@ -26,7 +26,7 @@ from sklearn.metrics import (
 from cxrgen.config import check
 from cxrgen.errors import DataError
 from cxrgen.evaluation.detection import CLASSIFIER_METHOD, MEASURED, NAKAO_METHOD
-from cxrgen.evaluation.figures import SCALE_MEANING, png_figure, setting_name
+from cxrgen.evaluation.paper_figures import SCALE_MEANING, png_figure, setting_name
 from cxrgen.evaluation.severity import SCORES as SEVERITY_SCORES
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from cxrgen import io
-from cxrgen.evaluation.summary import COLUMNS
+from cxrgen.evaluation.evaluation_summary import COLUMNS
 from cxrgen.html_tables import write_html_table
 
 

@@ -3,8 +3,8 @@
 ``radial_power_spectrum`` is the radially averaged power spectrum of images (one curve, or
 one per image); ``band_energy_table`` splits the energy of the originals, the counterfactuals
 and their differences into bands of radial frequency. Frequencies are fractions of Nyquist
-(:func:`cxrgen.metrics.spectra.radial_frequency`), and a band [low, high) holds exactly the
-frequencies that ``lowpass(x, high) - lowpass(x, low)`` of :mod:`cxrgen.metrics.spectra`
+(:func:`cxrgen.metrics.fourier.radial_frequency`), and a band [low, high) holds exactly the
+frequencies that ``lowpass(x, high) - lowpass(x, low)`` of :mod:`cxrgen.metrics.fourier`
 keeps, so band energies add up to an image's mean squared value (Parseval). numpy's FFT does
 the transforms; the radial binning is written here because neither numpy, scipy nor
 scikit-image has a radial average of a spectrum.
@@ -17,7 +17,7 @@ import pandas as pd
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
-from cxrgen.metrics.spectra import radial_frequency
+from cxrgen.metrics.fourier import radial_frequency
 
 IMAGE_KINDS = ("original", "counterfactual", "difference")
 

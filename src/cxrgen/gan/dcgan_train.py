@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from cxrgen.data.store import load_split
 from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import DCGANTrainConfig
 from cxrgen.gan.dcgan import (
@@ -31,7 +32,7 @@ from cxrgen.gan.dcgan import (
 )
 from cxrgen.gan.stargan_losses import adversarial_loss
 from cxrgen.plotting import Panel, write_labelled_grid
-from cxrgen.training.data import load_split, require_every_class
+from cxrgen.training.data import require_every_class
 from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.seeding import Purpose, generator
 from cxrgen.training.step import Batch, StepContext, TrainSpec, Update

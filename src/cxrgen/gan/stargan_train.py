@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from cxrgen.config import check
+from cxrgen.data.store import SplitImages, load_split
 from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
@@ -35,7 +36,7 @@ from cxrgen.gan.stargan_nets import (
     check_generator_geometry,
 )
 from cxrgen.plotting import Panel, write_labelled_grid
-from cxrgen.training.data import SplitImages, XrayDataset, load_split, require_every_class
+from cxrgen.training.data import XrayDataset, require_every_class
 from cxrgen.training.loop import seeded, train_and_write
 from cxrgen.training.seeding import Purpose, generator
 from cxrgen.training.step import Batch, StepContext, TrainSpec, Update

@@ -4,7 +4,7 @@ One row per (metric, network, model, mode, source, target): StarGAN tasks are so
 target domain pairs, DCGAN rows have source ``-`` (and target ``all`` for the pooled set);
 :func:`add_means` appends the per-target mean over source domains (source ``mean``, the
 paper's per-target number) and the mean over all tasks (target ``mean``). Which metrics fill
-the table, and with which networks, is :mod:`cxrgen.metrics.gan_eval`'s business.
+the table, and with which networks, is :mod:`cxrgen.metrics.gan_metrics`'s business.
 """
 
 from __future__ import annotations

@@ -7,11 +7,12 @@ PNG set (:func:`make_covidqu_phantoms`). :func:`contact_sheet` draws a grid of
 either for people to look at.
 """
 
+from cxrgen.phantoms.config import PhantomConfig
 from cxrgen.phantoms.contact_sheet import contact_sheet
 from cxrgen.phantoms.covidqu import CovidPhantomConfig, make_covidqu_phantoms
 from cxrgen.phantoms.ground_truth import read_ground_truth
 from cxrgen.phantoms.lesions import ralo_scores
-from cxrgen.phantoms.rsna import PhantomConfig, make_rsna_phantoms
+from cxrgen.phantoms.rsna import make_rsna_phantoms
 
 __all__ = [
     "CovidPhantomConfig",

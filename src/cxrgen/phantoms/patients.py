@@ -7,19 +7,16 @@ patient's images do not change when other patients are added or removed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cxrgen.phantoms.anatomy import PatientAnatomy, sample_anatomy
+from cxrgen.phantoms.config import PhantomConfig
 from cxrgen.phantoms.dicom_writer import HeaderInfo
 from cxrgen.phantoms.findings import sample_devices, sample_findings
 from cxrgen.phantoms.identifiers import dicom_uid, patient_phi, study_phi, uuid_string
 from cxrgen.phantoms.lesions import LesionSpec, sample_lesion_spec
 from cxrgen.phantoms.scene import ImageSetup, follow_up_setup, sample_setup
-
-if TYPE_CHECKING:
-    from cxrgen.phantoms.rsna import PhantomConfig
 
 CLASS_NAMES = ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal")
 # the physical field of view across two anatomical units (the thorax), in millimetres

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,9 +27,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrgen import io
-from cxrgen.config import check
 from cxrgen.data.labels import CLASS_INFO_COLUMNS, LABEL_COLUMNS, SEVERITY_COLUMNS
 from cxrgen.data.store import RALO_COLUMNS
+from cxrgen.phantoms.config import PhantomConfig
 from cxrgen.phantoms.corrupt import CORRUPT_KINDS, corrupt_file_bytes
 from cxrgen.phantoms.dicom_writer import (
     SYNTAXES,
@@ -42,7 +41,7 @@ from cxrgen.phantoms.dicom_writer import (
 from cxrgen.phantoms.encoding_plan import plan_encodings
 from cxrgen.phantoms.ground_truth import write_ground_truth
 from cxrgen.phantoms.identifiers import PHI_KEYS, uuid_string
-from cxrgen.phantoms.lesions import PATTERNS, lesion_boxes, ralo_scores
+from cxrgen.phantoms.lesions import lesion_boxes, ralo_scores
 from cxrgen.phantoms.patients import (
     CLASS_NAMES,
     ImagePlan,
@@ -62,87 +61,6 @@ GROUND_TRUTH_DIR = "ground_truth"
 MANIFEST = "manifest.parquet"
 PHI_JSON = "phi_values.json"
 CONFIG_JSON = "phantom_config.json"
-
-
-@dataclass(frozen=True)
-class PhantomConfig:
-    """RSNA-layout DICOM phantoms; every field has a default and is checked on construction."""
-
-    seed: int = 0
-    n_patients: int = 150
-    max_images_per_patient: int = 3
-    frac_follow_up: float = 0.3  # patients with more than one image
-    min_size: int = 160  # native rows and cols drawn independently in [min_size, max_size]
-    max_size: int = 256
-    frac_normal: float = 0.45
-    frac_opacity: float = 0.35  # the rest: "No Lung Opacity / Not Normal"
-    frac_bilateral: float = 0.45
-    frac_resolved: float = 0.25  # follow-ups of an opacity patient whose opacity has cleared
-    frac_ap: float = 0.35
-    opacity_patterns: tuple[str, ...] = PATTERNS
-    opacity_pattern_weights: tuple[float, ...] = (0.55, 0.15, 0.3)
-    n_corrupt: int = 3
-    transfer_syntaxes: tuple[str, ...] = tuple(SYNTAXES)
-    transfer_syntax_weights: tuple[float, ...] = (0.15, 0.15, 0.1, 0.25, 0.35)
-    bits_stored: tuple[int, ...] = (8, 12, 16)
-    frac_monochrome1: float = 0.15
-    frac_windowed: float = 0.15
-    frac_rescaled: float = 0.15
-    jpeg_quality: int = 92
-
-    def __post_init__(self) -> None:
-        check(self.n_patients >= 1, f"n_patients must be >= 1, got {self.n_patients}")
-        check(
-            self.max_images_per_patient >= 1,
-            f"max_images_per_patient must be >= 1, got {self.max_images_per_patient}",
-        )
-        check(
-            32 <= self.min_size <= self.max_size <= 4096,
-            f"need 32 <= min_size <= max_size <= 4096, got {self.min_size}, {self.max_size}",
-        )
-        for name in (
-            "frac_follow_up",
-            "frac_normal",
-            "frac_opacity",
-            "frac_bilateral",
-            "frac_resolved",
-            "frac_ap",
-            "frac_monochrome1",
-            "frac_windowed",
-            "frac_rescaled",
-        ):
-            value = getattr(self, name)
-            check(0.0 <= value <= 1.0, f"{name} must be in [0, 1], got {value}")
-        check(
-            self.frac_normal + self.frac_opacity <= 1.0 + 1e-9,
-            f"frac_normal + frac_opacity must be <= 1, got {self.frac_normal + self.frac_opacity}",
-        )
-        check(self.n_corrupt >= 0, f"n_corrupt must be >= 0, got {self.n_corrupt}")
-        _check_choice("opacity_patterns", self.opacity_patterns, PATTERNS)
-        _check_weights(
-            "opacity_pattern_weights", self.opacity_pattern_weights, len(self.opacity_patterns)
-        )
-        _check_choice("transfer_syntaxes", self.transfer_syntaxes, tuple(SYNTAXES))
-        _check_weights(
-            "transfer_syntax_weights", self.transfer_syntax_weights, len(self.transfer_syntaxes)
-        )
-        _check_choice("bits_stored", self.bits_stored, (8, 12, 16))
-        check(
-            1 <= self.jpeg_quality <= 100,
-            f"jpeg_quality must be in 1..100, got {self.jpeg_quality}",
-        )
-
-
-def _check_choice(name: str, values: tuple, allowed: tuple) -> None:
-    check(len(values) > 0, f"{name} must not be empty")
-    bad = [v for v in values if v not in allowed]
-    check(not bad, f"{name} has unknown value(s) {bad}; allowed: {list(allowed)}")
-    check(len(set(values)) == len(values), f"{name} has duplicates: {list(values)}")
-
-
-def _check_weights(name: str, weights: tuple, n: int) -> None:
-    check(len(weights) == n, f"{name} needs {n} entries (one per choice), got {len(weights)}")
-    check(all(w >= 0 for w in weights) and sum(weights) > 0, f"{name} must be >= 0, not all 0")
 
 
 def make_rsna_phantoms(

@@ -16,7 +16,6 @@ from torch.utils.data import Dataset, Sampler
 
 from cxrgen.config import check
 from cxrgen.data.store import SplitImages, unit_float
-from cxrgen.data.store import load_split as load_split  # the training stages read it here
 from cxrgen.training.augment import Augmentation
 from cxrgen.training.seeding import Purpose, derive_seed, generator
 

@@ -35,10 +35,11 @@ from tqdm.auto import tqdm
 from cxrgen import provenance
 from cxrgen.config import check
 from cxrgen.data.classes import write_classes
+from cxrgen.data.store import SplitImages
 from cxrgen.errors import ConfigError
 from cxrgen.plotting import write_loss
 from cxrgen.training.checkpoint import Checkpointer, latest_checkpoint, peek_extra, set_aside
-from cxrgen.training.data import SampleKey, SplitImages, StepBatchSampler, XrayDataset
+from cxrgen.training.data import SampleKey, StepBatchSampler, XrayDataset
 from cxrgen.training.loop_config import RESUMABLE_CHANGES, TrainLoopConfig
 from cxrgen.training.schedule import make_lr_schedule, make_optimizer
 from cxrgen.training.seeding import Purpose, derive_seed, generator

@@ -34,7 +34,7 @@ from cxrgen.data.latents import LATENTS, inverted_set, open_array
 from cxrgen.data.store import IMAGES, LESION_MASKS, store_view
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
-from cxrgen.evaluation import figures, metric_plots
+from cxrgen.evaluation import metric_plots, paper_figures
 from cxrgen.evaluation.detection import best_setting
 from cxrgen.evaluation.inputs import Setting, load_settings
 
@@ -102,19 +102,19 @@ def write_figures(
     best = best_setting(tables["detection"], split=cal)
     top = next(s for s in settings if (s.method, s.scale) == (best["method"], best["scale"]))
     shown = best_per_method(settings, tables["detection"], cal)
-    names = {id(s): figures.setting_name(s.method, s.scale) for s in settings}
+    names = {id(s): paper_figures.setting_name(s.method, s.scale) for s in settings}
 
     test_scores = top.scores[top.scores["split"] == test]
-    rows = figures.choose_rows(test_scores, cfg.positive_class, cfg.rows_per_group)
-    labels = figures.row_labels(test_scores, rows, setting=names[id(top)])
-    figures.fig3_grid(
+    rows = paper_figures.choose_rows(test_scores, cfg.positive_class, cfg.rows_per_group)
+    labels = paper_figures.row_labels(test_scores, rows, setting=names[id(top)])
+    paper_figures.fig3_grid(
         out_dir / "fig3.png", original, latents,
         {names[id(s)]: s.array("counterfactuals") for s in shown},
         {names[id(s)]: s.array("absdiff") for s in shown}, rows, labels,
         lesion_masks=store_view(images, LESION_MASKS),
     )  # fmt: skip
     first = np.array(rows[:1])
-    figures.fig4_spectra(
+    paper_figures.fig4_spectra(
         out_dir / "fig4.png", original[first][0], top.array("counterfactuals")[first][0],
         cfg.cutoff, tables["spectra_curves"], setting_label=names[id(top)],
     )  # fmt: skip
@@ -198,4 +198,6 @@ def gradcam(path, classifier_dir, original, shown, names, rows, images, cfg) -> 
         target = images.classes.index(cfg.positive_class)
         cams = np.stack([grad_cam(model, x, target) for x in stack])
         title = f"Grad-CAM of p({cfg.positive_class} | x, t = 0), noise-aware classifier"
-    figures.gradcam_panel(path, np.stack(stack), titles, cams, row_labels=row_names, title=title)
+    paper_figures.gradcam_panel(
+        path, np.stack(stack), titles, cams, row_labels=row_names, title=title
+    )

@@ -9,7 +9,7 @@
 The metric plots (ROC / PR, AUROC against scale, severity) are in
 :mod:`cxrgen.evaluation.metric_plots`, which shares this module's style.
 
-Every function takes the tables of :mod:`cxrgen.evaluation.run` (or arrays) and a path, and
+Every function takes the tables of :mod:`cxrgen.evaluation.evaluate` (or arrays) and a path, and
 writes the PNG atomically (:func:`cxrgen.io.atomic_path`) with matplotlib's Agg backend. The
 labelled grid of :mod:`cxrgen.gan.artifacts` draws grey [0, 1] images only; these figures
 need colour maps, signed and per-image ranges and colour bars, so they draw their own axes.
@@ -30,8 +30,8 @@ from matplotlib.colors import Normalize
 from cxrgen import io
 from cxrgen.config import check
 from cxrgen.errors import DataError
-from cxrgen.evaluation.summary import setting_name
-from cxrgen.metrics.spectra import highpass, lowpass
+from cxrgen.evaluation.evaluation_summary import setting_name
+from cxrgen.metrics.fourier import highpass, lowpass
 from cxrgen.plotting import pyplot
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def fig4_spectra(
     the radially averaged power spectra of every setting.
 
     ``original`` and ``counterfactual``: (H, W) in [0, 1]; ``cutoff``: the band edge as a
-    fraction of Nyquist (:func:`cxrgen.metrics.spectra.highpass` / ``lowpass``).
+    fraction of Nyquist (:func:`cxrgen.metrics.fourier.highpass` / ``lowpass``).
     ``setting_label`` names the counterfactual's setting. ``curves``: spectra_curves.parquet
     (method, scale, image_kind in original / counterfactual / difference, frequency, power),
     mean curves over each setting's images, drawn on a log axis.

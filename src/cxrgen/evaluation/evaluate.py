@@ -51,9 +51,9 @@ from cxrgen.data.latents import inverted_set
 from cxrgen.data.store import HEALTHY, IMAGES, LESION_MASKS, ImageSet, store_view
 from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.evaluation import detection, ground_truth, severity, spectra
+from cxrgen.evaluation.evaluation_summary import summary_table, write_summary_markdown
 from cxrgen.evaluation.held_out import design, pixel_tables, severity_tables, tagged
 from cxrgen.evaluation.inputs import PIXEL_MAPS, Setting, load_settings
-from cxrgen.evaluation.summary import summary_table, write_summary_markdown
 from cxrgen.html_tables import write_html_table
 
 log = logging.getLogger(__name__)
