@@ -1,19 +1,29 @@
 """Benchmark the preprocessing stage against a bare decode loop and a plain per-file loop.
 
-Generates N synthetic grey DICOM files (a quarter each: uncompressed 12-bit,
-RLE Lossless 12-bit, JPEG 2000 Lossless 12-bit, JPEG Baseline 8-bit; sides
-drawn in [0.8, 1] x --native) in a temporary folder, then times in one run:
+Generates N synthetic grey DICOM files in a temporary folder, by default a
+quarter each uncompressed 12-bit, RLE Lossless 12-bit, JPEG 2000 Lossless
+12-bit and JPEG Baseline 8-bit (``--kinds``), sides drawn in [0.8, 1] x
+--native (``--square``: every side --native), then times in one run:
 
 (a) floor: ``pydicom.dcmread(f).pixel_array`` for every file,
 (b) plain loop: dcmread, pixel_array, ``skimage.transform.resize`` to
     size x size (anti-aliased), ``np.stack``: what a notebook would do,
-(c) ``cxrgen.data.preprocess.preprocess`` with 1 worker and with --threads
-    workers (process executor, and thread executor for comparison).
+(c) ``cxrgen.data.preprocess.preprocess`` in this process with 1 worker and
+    with --threads workers (process executor, and thread executor),
+(d) the stage in a new process importing only what the Snakemake rule's
+    script imports, and the command ``cxrgen preprocess --size S --threads T``
+    (whose parser imports every stage's config, torch included): start-up
+    included in both.
 
 Prints images/s for each and the throughput ratios to the plain loop and to
-the floor (above 1: faster than it).
+the floor (above 1: faster than it); for the JPEG Baseline files the stage
+decoded at a reduced DCT scale (:mod:`cxrgen.data.jpeg_draft`), the
+difference of the stored images to the full decode + resize path in grey
+levels of 255 (max and mean absolute), and the per-image cost of both paths.
 
     uv run --frozen python benchmarks/bench_preprocess.py --n 200 --size 64 --threads 2
+    uv run --frozen python benchmarks/bench_preprocess.py --kinds jpeg --square \
+        --native 1024 --size 256 --n 200 --threads 2      # the RSNA download's format
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ import argparse
 import io
 import multiprocessing
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,6 +54,9 @@ from pydicom.uid import (
 )
 from skimage.transform import resize
 
+from cxrgen.data.dicom import decode_dicom
+from cxrgen.data.geometry import SquareGeometry, quantize
+from cxrgen.data.jpeg_draft import resize_reduced
 from cxrgen.data.preprocess import PreprocessConfig, preprocess
 
 KINDS = ("explicit", "rle", "j2k", "jpeg")
@@ -84,13 +99,22 @@ def synthetic_dicom(path: Path, kind: str, rows: int, cols: int, rng: np.random.
     ds.save_as(path, enforce_file_format=True)
 
 
-def make_files(folder: Path, n: int, native: int, seed: int = 0) -> list[Path]:
+def make_files(
+    folder: Path,
+    n: int,
+    native: int,
+    seed: int = 0,
+    kinds: tuple[str, ...] = KINDS,
+    square: bool = False,
+) -> list[Path]:
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
         rows, cols = (int(v) for v in rng.integers(int(0.8 * native), native + 1, size=2))
+        if square:
+            rows = cols = native
         path = folder / f"img{i:05d}.dcm"
-        synthetic_dicom(path, KINDS[i % len(KINDS)], rows, cols, rng)
+        synthetic_dicom(path, kinds[i % len(kinds)], rows, cols, rng)
         paths.append(path)
     return paths
 
@@ -140,24 +164,99 @@ def parallel_capacity(workers: int, n: int = 3_000_000) -> float:
     return serial / (time.perf_counter() - start)
 
 
+def cli_command() -> list[str]:
+    """The ``cxrgen`` console script beside this interpreter (else ``python -m cxrgen.cli``)."""
+    script = Path(sys.executable).with_name("cxrgen")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cxrgen.cli"]
+
+
+def run_cli(src: Path, out: Path, size: int, threads: int) -> None:
+    """``cxrgen preprocess`` as a new process, its progress bar silenced."""
+    command = [*cli_command(), "-q", "preprocess", "--input", str(src), "--output", str(out)]
+    command += ["--size", str(size), "--threads", str(threads)]
+    subprocess.run(command, check=True, stderr=subprocess.DEVNULL)
+
+
+def run_stage_process(src: Path, out: Path, size: int, threads: int) -> None:
+    """The stage in a new process that imports what the Snakemake rule's script imports."""
+    code = (
+        "import sys\n"
+        "from cxrgen import logs\n"
+        "from cxrgen.config import from_mapping\n"
+        "from cxrgen.data.preprocess import PreprocessConfig, preprocess\n"
+        "cfg = from_mapping(PreprocessConfig, {'size': int(sys.argv[3])}, 'preprocess')\n"
+        "preprocess(sys.argv[1], sys.argv[2], cfg, int(sys.argv[4]), progress=False)\n"
+    )
+    command = [sys.executable, "-c", code, str(src), str(out), str(size), str(threads)]
+    subprocess.run(command, check=True)
+
+
+def cli_start_up() -> float:
+    """Seconds of ``cxrgen preprocess --help``: the command's imports and parser, no work."""
+    start = time.perf_counter()
+    subprocess.run([*cli_command(), "preprocess", "--help"], check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def draft_difference(paths: list[Path], store: Path, size: int) -> tuple[int, float, float]:
+    """(images, max, mean) |stored - full decode + resize| in grey levels of 255 for the
+    JPEG Baseline files the stage decoded reduced (every file stored, in input order)."""
+    images = np.load(store / "images.npy", mmap_mode="r")
+    n, worst, total = 0, 0.0, 0.0
+    for row, path in enumerate(paths):
+        if decode_dicom(path, store_size=size).reduction == 1:
+            continue
+        full = decode_dicom(path)
+        ref = quantize(SquareGeometry.for_shape(full.shape, size).apply(full.image), "uint16")
+        diff = np.abs(images[row].astype(np.float64) - ref) * (255.0 / 65535.0)
+        n, worst, total = n + 1, max(worst, float(diff.max())), total + float(diff.mean())
+    return n, worst, total / max(n, 1)
+
+
+def path_costs(paths: list[Path], size: int) -> tuple[float, float]:
+    """Seconds per image of decode_dicom + resize: full frame, and the stage's (reduced) way."""
+    start = time.perf_counter()
+    for p in paths:
+        dec = decode_dicom(p)
+        SquareGeometry.for_shape(dec.shape, size).apply(dec.image)
+    full = (time.perf_counter() - start) / len(paths)
+    start = time.perf_counter()
+    for p in paths:
+        dec = decode_dicom(p, store_size=size)
+        if dec.reduction > 1:
+            resize_reduced(dec.image, size, "pad", dec.reduction)
+        else:
+            SquareGeometry.for_shape(dec.shape, size).apply(dec.image)
+    return full, (time.perf_counter() - start) / len(paths)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="number of DICOM files")
     parser.add_argument("--size", type=int, default=64, help="stored image side")
     parser.add_argument("--native", type=int, default=256, help="largest native side")
+    parser.add_argument("--square", action="store_true", help="every image --native square")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated encodings from {KINDS}"
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="workers")
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
     args = parser.parse_args()
+    kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown or not kinds:
+        parser.error(f"--kinds must name some of {KINDS}, got {args.kinds!r}")
 
     with tempfile.TemporaryDirectory(prefix="bench_preprocess_") as tmp:
         src = Path(tmp) / "dicom"
         src.mkdir()
         start = time.perf_counter()
-        paths = make_files(src, args.n, args.native)
+        paths = make_files(src, args.n, args.native, kinds=kinds, square=args.square)
         mb = sum(p.stat().st_size for p in paths) / 1e6
+        sides = args.native if args.square else f"{int(0.8 * args.native)}-{args.native}"
         print(
-            f"generated {args.n} files ({mb:.1f} MB, kinds {KINDS}, sides "
-            f"{int(0.8 * args.native)}-{args.native}) in {time.perf_counter() - start:.1f} s"
+            f"generated {args.n} files ({mb:.1f} MB, kinds {kinds}, sides {sides}) "
+            f"in {time.perf_counter() - start:.1f} s"
         )
         print(f"cpus {os.cpu_count()}, stored size {args.size}, workers {args.threads}")
         capacity = parallel_capacity(args.threads)
@@ -179,13 +278,42 @@ def main() -> None:
                 lambda cfg=cfg, out=out, t=threads: preprocess(src, out, cfg, t, progress=False),
                 args.repeat,
             )
+        results[f"new process, stage imports, {args.threads} proc."] = timed(
+            lambda: run_stage_process(src, Path(tmp) / "out_new", args.size, args.threads),
+            args.repeat,
+        )
+        cli_out = Path(tmp) / "out_cli"
+        results[f"cxrgen preprocess --threads {args.threads}"] = timed(
+            lambda: run_cli(src, cli_out, args.size, args.threads), args.repeat
+        )
+        start_up = timed(cli_start_up, args.repeat)
         print(f"free-core check after: {parallel_capacity(args.threads):.2f}x")
         floor = results["floor: dcmread + pixel_array"]
         plain = results["plain loop: + resize + stack"]
+        print(
+            f"{args.n} images; the cxrgen preprocess row includes its start-up: "
+            f"`cxrgen preprocess --help` takes {start_up:.1f} s"
+        )
         print(f"{'run':40s} {'images/s':>9s} {'vs plain':>9s} {'vs floor':>9s}")
         for name, seconds in results.items():
             rate = args.n / seconds
             print(f"{name:40s} {rate:9.1f} {plain / seconds:9.2f} {floor / seconds:9.2f}")
+
+        n_reduced, worst, mean = draft_difference(paths, cli_out, args.size)
+        if n_reduced:
+            print(
+                f"reduced-DCT JPEG Baseline decodes: {n_reduced} of {args.n} images; stored vs "
+                f"full decode + resize: max |diff| {worst:.2f}, mean |diff| {mean:.3f} grey "
+                "levels of 255"
+            )
+            jpeg = [p for i, p in enumerate(paths) if kinds[i % len(kinds)] == "jpeg"]
+            full, reduced = path_costs(jpeg[:50], args.size)
+            print(
+                f"decode + resize per JPEG Baseline image: full {1e3 * full:.1f} ms, "
+                f"reduced {1e3 * reduced:.1f} ms ({full / reduced:.2f}x)"
+            )
+        else:
+            print("no file qualified for the reduced-DCT JPEG Baseline decode")
 
 
 if __name__ == "__main__":

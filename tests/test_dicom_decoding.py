@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
+from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import pixel_array
 from pydicom.uid import (
     ExplicitVRLittleEndian,
@@ -27,6 +27,7 @@ from pydicom.uid import (
 from cxrgen.data.dicom import Rejected, decode_dicom, dicom_image_id, has_dicom_magic
 from cxrgen.data.geometry import SquareGeometry, quantize
 from cxrgen.data.intensity import quantize_unit, to_unit_interval, unit_to_stored
+from cxrgen.data.jpeg_draft import draft_factor, resize_reduced
 from cxrgen.data.preprocess import PreprocessConfig, preprocess
 
 TEST_FILES = Path(get_testdata_file("CT_small.dcm")).parent
@@ -369,3 +370,181 @@ def test_image_id_keeps_uid_names():
     assert dicom_image_id("a/b/0004cfab-14fd.dcm") == "0004cfab-14fd"
     assert dicom_image_id("1.2.840.113619.2.55") == "1.2.840.113619.2.55"
     assert dicom_image_id("IM000001.DICOM") == "IM000001"
+
+
+# ------------------------------------------------- JPEG Baseline decoded at a reduced DCT scale
+
+
+def xray_like(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """:func:`smooth_image` (a hard-edged disc 0.6 above its surround) plus film-like noise."""
+    rng = np.random.default_rng(seed)
+    noisy = smooth_image(rows, cols, seed=seed) + 0.02 * rng.standard_normal((rows, cols))
+    return np.clip(noisy, 0, 1)
+
+
+def grey_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """|a - b| of two uint16 store images in grey levels of 255."""
+    return np.abs(a.astype(np.float64) - b.astype(np.float64)) * (255.0 / 65535.0)
+
+
+def full_path(path: Path, size: int, aspect: str = "pad") -> np.ndarray:
+    """The stored image as the full decode + configured resize makes it."""
+    dec = decode_dicom(path)
+    return quantize(SquareGeometry.for_shape(dec.shape, size, aspect).apply(dec.image), "uint16")
+
+
+def reduced_path(path: Path, size: int, aspect: str = "pad"):
+    dec = decode_dicom(path, store_size=size, aspect=aspect)
+    if dec.reduction == 1:
+        image = SquareGeometry.for_shape(dec.shape, size, aspect).apply(dec.image)
+    else:
+        image = resize_reduced(dec.image, size, aspect, dec.reduction)
+    return dec, quantize(image, "uint16")
+
+
+def test_draft_factor_keeps_the_grid_exact_and_a_2x_resize():
+    assert draft_factor(1024, 1024, 256, "pad") == 2  # RSNA -> 256: 512, resized 2x
+    assert draft_factor(1024, 1024, 128, "pad") == 4
+    assert draft_factor(1024, 1024, 64, "pad") == 8
+    assert draft_factor(1024, 1024, 32, "pad") == 8  # libjpeg goes no further than 1/8
+    assert draft_factor(1024, 1024, 512, "pad") == 1  # a 2x reduction is left to the resize
+    assert draft_factor(1024, 1024, 300, "pad") == 1
+    assert draft_factor(1024, 1000, 256, "pad") == 2  # pad offset 12 = 2 x 6
+    # 1020 rows: 1/4 gives 255 rows, padded by 0 reduced rows where the native pad is 2
+    assert draft_factor(1020, 1024, 128, "pad") == 2
+    assert draft_factor(1024, 1280, 256, "crop") == 2  # crop offset 128 = 2 x 64
+    assert draft_factor(1025, 1024, 64, "pad") == 1  # odd rows: no reduced grid fits
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "factor", "max_levels", "mean_levels"),
+    [
+        ((512, 512), 128, 2, 8.0, 0.5),
+        ((512, 512), 64, 4, 5.0, 0.4),
+        ((512, 512), 32, 8, 5.0, 0.5),
+        ((512, 480), 128, 2, 8.0, 0.5),
+        ((600, 512), 100, 2, 8.0, 0.5),
+    ],
+)
+def test_reduced_jpeg_decode_matches_the_full_path(
+    tmp_path, shape, size, factor, max_levels, mean_levels
+):
+    unit = xray_like(*shape, seed=1)
+    path = write_dicom(
+        tmp_path / "g.dcm", unit_to_stored(unit, 8), bits_stored=8, syntax=JPEGBaseline8Bit
+    )
+    dec, out = reduced_path(path, size)
+    assert dec.reduction == factor and dec.shape == shape
+    assert dec.image.shape == (shape[0] // factor, shape[1] // factor)
+    ref = full_path(path, size)
+    diff = grey_levels(out, ref)
+    # worst at the disc's hard edge (a step of about 150 grey levels)
+    assert diff.max() < max_levels and diff.mean() < mean_levels, (diff.max(), diff.mean())
+    # the blur-matched sigma is what brings it there: skimage's own sigma for the
+    # remaining factor blurs less than the full path (twice the mean difference at 1/4, 1/8)
+    plain = SquareGeometry.for_shape(dec.image.shape, size).apply(dec.image)
+    if factor >= 4:
+        assert grey_levels(quantize(plain, "uint16"), ref).mean() > 2 * diff.mean()
+
+
+def test_reduced_decode_applies_rescale_and_monochrome1(tmp_path):
+    unit = xray_like(512, 512, seed=4)
+    stored = unit_to_stored(unit, 8, monochrome1=True)
+    path = write_dicom(
+        tmp_path / "m1.dcm",
+        stored,
+        bits_stored=8,
+        photometric="MONOCHROME1",
+        syntax=JPEGBaseline8Bit,
+        RescaleSlope=2,
+        RescaleIntercept=-100,
+    )
+    dec, out = reduced_path(path, 64)
+    assert dec.reduction == 4 and dec.photometric == "MONOCHROME1"
+    ref = full_path(path, 64)
+    diff = grey_levels(out, ref)
+    assert diff.max() < 5.0 and diff.mean() < 0.4
+    # bright = dense after the inversion: the presentation image comes back
+    truth = quantize(SquareGeometry.for_shape(unit.shape, 64).apply(unit), "uint16")
+    assert grey_levels(out, truth).mean() < 1.5
+
+
+def test_reduced_decode_takes_frame_one(tmp_path):
+    unit = xray_like(256, 256, seed=6)
+    path = write_dicom(
+        tmp_path / "f.dcm", unit_to_stored(unit, 8), bits_stored=8, syntax=JPEGBaseline8Bit
+    )
+    ds = pydicom.dcmread(path)
+    first = next(generate_frames(ds.PixelData, number_of_frames=1))
+    buf = io.BytesIO()
+    Image.fromarray(unit_to_stored(unit[::-1], 8)).save(buf, format="JPEG", quality=95)
+    ds.NumberOfFrames = 2
+    ds.PixelData = encapsulate([first, buf.getvalue()])
+    ds.save_as(path)
+    dec, out = reduced_path(path, 32)
+    assert dec.reduction == 4 and dec.n_frames == 2
+    assert grey_levels(out, full_path(path, 32)).mean() < 0.4
+    flipped = quantize(SquareGeometry.for_shape(unit.shape, 32).apply(unit[::-1]), "uint16")
+    assert grey_levels(out, flipped).mean() > 5  # frame 2 differs
+
+
+@pytest.mark.parametrize("case", ["windowed", "voi_lut", "too_large", "odd_rows", "12_bit"])
+def test_other_jpeg_files_keep_the_full_decode(tmp_path, case):
+    shape, size, tags = (512, 512), 64, {}
+    if case == "windowed":  # the window clips: not exchangeable with the averaging
+        tags = {"WindowCenter": 128, "WindowWidth": 100}
+    if case == "too_large":
+        size = 256  # 1/2 would leave the resize no reduction
+    if case == "odd_rows":
+        shape = (513, 512)
+    path = write_dicom(
+        tmp_path / "x.dcm",
+        unit_to_stored(xray_like(*shape, seed=2), 8),
+        bits_stored=8,
+        syntax=JPEGBaseline8Bit,
+        **tags,
+    )
+    if case == "voi_lut":
+        ds = pydicom.dcmread(path)
+        item = Dataset()
+        item.LUTDescriptor = [256, 0, 8]
+        item.add_new("LUTData", "US", list(range(255, -1, -1)))  # inverts
+        ds.VOILUTSequence = [item]
+        ds.save_as(path)
+    if case == "12_bit":
+        path = TEST_FILES / "JPGExtended.dcm"  # JPEG Extended, 12 bits, 1024 x 256
+    dec = decode_dicom(path, store_size=size)
+    assert dec.reduction == 1
+    np.testing.assert_array_equal(dec.image, decode_dicom(path).image)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SC_rgb_jpeg.dcm",  # JPEG Baseline, 3 samples (colour): pydicom's path
+        "SC_jpeg_no_color_transform.dcm",
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+    ],
+)
+def test_other_syntaxes_decode_as_before(name):
+    before = decode_dicom(TEST_FILES / name, allow_colour="luminance")
+    after = decode_dicom(TEST_FILES / name, allow_colour="luminance", store_size=8)
+    assert after.reduction == 1
+    np.testing.assert_array_equal(after.image, before.image)
+
+
+def test_a_stream_pillow_refuses_goes_the_full_decode_way(tmp_path):
+    unit = xray_like(256, 256, seed=3)
+    path = write_dicom(
+        tmp_path / "t.dcm", unit_to_stored(unit, 8), bits_stored=8, syntax=JPEGBaseline8Bit
+    )
+    ds = pydicom.dcmread(path)
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    ds.PixelData = encapsulate([frame[: len(frame) // 2]])  # the JPEG stream ends half way
+    ds.save_as(path)
+    dec = decode_dicom(path, store_size=32)
+    assert dec.reduction == 1  # Pillow refuses a truncated stream; pydicom's decoder fills it
+    np.testing.assert_array_equal(dec.image, decode_dicom(path).image)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from pydicom.uid import JPEG2000Lossless, RLELossless
-from test_dicom_decoding import smooth_image, write_dicom
+from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
+from test_dicom_decoding import full_path, grey_levels, smooth_image, write_dicom, xray_like
 
 from cxrgen.config import from_mapping
 from cxrgen.data.geometry import SquareGeometry, dequantize, quantize
@@ -441,3 +441,46 @@ def test_a_crashing_worker_costs_one_file_not_the_stage():
 
     with OrderedMap(_square_or_die, list(range(8)), 2, "process", on_crash=lambda t: -t) as res:
         assert list(res) == [0, 1, 4, -3, 16, 25, 36, 49]
+
+
+# ---------------------------------------------------------------------- JPEG Baseline shortcut
+
+
+def test_jpeg_baseline_files_are_decoded_reduced_and_the_rest_as_before(tmp_path):
+    src = tmp_path / "in"
+    (src / "gt").mkdir(parents=True)
+    shapes = {"a": (512, 512), "b": (512, 480), "c": (480, 512), "twin": (512, 512)}
+    for i, (name, shape) in enumerate(shapes.items()):
+        unit = xray_like(*shape, seed=i)
+        stored = unit_to_stored(unit, 8)
+        write_dicom(src / f"{name}.dcm", stored, bits_stored=8, syntax=JPEGBaseline8Bit)
+    stored = unit_to_stored(xray_like(512, 512), 12)
+    write_dicom(src / "rle.dcm", stored, bits_stored=12, syntax=RLELossless)
+    twin = xray_like(512, 512, seed=3)  # a ground-truth image keeps the full decode
+    masks = {"lesion": np.zeros(twin.shape, np.uint8), "lungs": np.ones(twin.shape, np.uint8)}
+    np.savez(src / "gt" / "twin.npz", healthy=twin, **masks)
+    outs = {}
+    for threads in (1, 2):
+        out = tmp_path / f"o{threads}"
+        _, images, index, rejected = run(src, out, threads=threads, size=128)
+        outs[threads] = (out / "images.npy").read_bytes()
+    assert outs[1] == outs[2]  # same bytes whatever the worker count
+    names = ["a.dcm", "b.dcm", "c.dcm", "rle.dcm", "twin.dcm"]
+    assert rejected.empty and index.file.tolist() == names
+    prov = json.loads((tmp_path / "o1" / "provenance.json").read_text())
+    assert prov["jpeg_dct_reduced"] == {"2": 4}
+    native = [tuple(r) for r in index[["orig_rows", "orig_cols"]].values]
+    assert native == [(512, 512), (512, 480), (480, 512), (512, 512), (512, 512)]
+    for row, name in enumerate(index.file):
+        ref = full_path(src / name, 128)
+        diff = grey_levels(images[row], ref)
+        if name == "rle.dcm":
+            np.testing.assert_array_equal(images[row], ref)
+        else:  # the pad rows / columns stay where the full path puts them
+            assert diff.max() < 8.0 and diff.mean() < 0.5, (name, diff.max(), diff.mean())
+    # with ground truth only the twin is affected, and it keeps the full decode
+    _, images, index, _ = run(src, tmp_path / "gt_out", size=128, ground_truth="gt")
+    assert index.file.tolist() == ["twin.dcm"]
+    np.testing.assert_array_equal(images[0], full_path(src / "twin.dcm", 128))
+    prov = json.loads((tmp_path / "gt_out" / "provenance.json").read_text())
+    assert prov["jpeg_dct_reduced"] == {}

@@ -7,6 +7,12 @@ project. A file that cannot be used raises :class:`Rejected` with a short
 ``code`` (see :data:`REASON_CODES`) and a human message; the preprocessing
 stage records it in ``rejected.parquet`` and goes on.
 
+Given the size the caller will store (``store_size``, ``aspect``), an 8-bit
+grey JPEG Baseline frame is decoded at 1/2, 1/4 or 1/8 of its size where
+:mod:`cxrgen.data.jpeg_draft` shows that to be the same pipeline
+(``DecodedImage.reduction`` says by how much); every other file, and every
+call without ``store_size``, decodes the full frame with pydicom.
+
 Only the whitelisted fields of :class:`DecodedImage` leave this module; no
 other header element (PatientName, PatientBirthDate, AccessionNumber,
 InstitutionName, ReferringPhysicianName, OtherPatientIDs, dates, UIDs, ...) is
@@ -29,6 +35,7 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, pixel_array
 
+from cxrgen.data import jpeg_draft
 from cxrgen.data.intensity import to_unit_interval
 
 #: reason_code -> what it means; every row of ``rejected.parquet`` has one of these codes.
@@ -76,19 +83,26 @@ class Rejected(Exception):
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """One grey image on its native grid and the only metadata that leaves the decoder."""
+    """One grey image and the only metadata that leaves the decoder.
 
-    image: np.ndarray  # float32 (rows, cols) in [0, 1], bright = dense
+    ``image`` is the native grid, or that grid reduced by the integer
+    ``reduction`` in both directions (JPEG DCT scaling); ``shape`` is always
+    the native (rows, cols).
+    """
+
+    image: np.ndarray  # float32 (rows / reduction, cols / reduction) in [0, 1], bright = dense
     patient_id: str | None
     photometric: str
     bits_stored: int
     n_frames: int
     transfer_syntax: str | None  # UID name for DICOM, None for image files
     file_format: str  # "DICOM", "PNG", "JPEG", ...
+    reduction: int = 1  # native pixels per image pixel along each axis
 
     @property
     def shape(self) -> tuple[int, int]:
-        return int(self.image.shape[0]), int(self.image.shape[1])
+        """The native grid (rows, cols)."""
+        return int(self.image.shape[0]) * self.reduction, int(self.image.shape[1]) * self.reduction
 
 
 def dicom_image_id(path: str | Path) -> str:
@@ -134,9 +148,20 @@ def grey_from_colour(
 
 
 def decode_dicom(
-    path: str | Path, *, multiframe: str = "first", allow_colour: str = "reject"
+    path: str | Path,
+    *,
+    multiframe: str = "first",
+    allow_colour: str = "reject",
+    store_size: int | None = None,
+    aspect: str = "pad",
 ) -> DecodedImage:
-    """Read ``path`` and return its first frame normalised to [0, 1]; raise :class:`Rejected`."""
+    """Read ``path`` and return its first frame normalised to [0, 1]; raise :class:`Rejected`.
+
+    ``store_size`` / ``aspect``: the square the caller will resize the image
+    to (:class:`cxrgen.data.geometry.SquareGeometry`). With them, an eligible
+    JPEG Baseline frame may come back reduced (see :mod:`cxrgen.data.jpeg_draft`);
+    without them (the default) the full frame is always decoded.
+    """
     path = Path(path)
     if path.stat().st_size == 0:
         raise Rejected("not_dicom", "an empty file (0 bytes)")
@@ -200,8 +225,15 @@ def decode_dicom(
     if n_frames > 1 and multiframe == "reject":
         raise Rejected("multiframe", f"{n_frames} frames; set multiframe: first to keep frame 1")
 
+    frame, reduction = None, 1
+    if store_size is not None and jpeg_draft.eligible(ds):
+        factor = jpeg_draft.draft_factor(int(ds.Rows), int(ds.Columns), store_size, aspect)
+        if factor > 1:
+            frame = jpeg_draft.decode_reduced(ds, factor, n_frames)
+            reduction = factor if frame is not None else 1
     try:
-        frame = pixel_array(ds, index=0)
+        if frame is None:
+            frame = pixel_array(ds, index=0)
     except Exception as exc:  # decoders raise many types; all are per-file
         text = _describe(exc)
         code = (
@@ -231,6 +263,7 @@ def decode_dicom(
         n_frames=n_frames,
         transfer_syntax=_ts_name(ts),
         file_format="DICOM",
+        reduction=reduction,
     )
 
 

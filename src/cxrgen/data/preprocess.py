@@ -24,6 +24,18 @@ normalises it to [0, 1], pads or crops it to a square and resizes it
 * ``classes.json`` ({"names": [...], "index": {name: i}}): explicit ``classes``
   order, else class names sorted; ``provenance.json``.
 
+JPEG Baseline shortcut: an 8-bit grey JPEG Baseline DICOM without VOI /
+Modality LUTs or window (the RSNA download) that is at least 4x larger than
+``size`` is decoded at 1/2, 1/4 or 1/8 of its size by libjpeg's DCT scaling
+and then resized, leaving the resize a factor of 2 or more, its Gaussian
+matched to the full path's blur (:mod:`cxrgen.data.jpeg_draft`); the stored
+image differs from the full decode + resize by at most 2.8 grey levels of 255,
+0.4 on average, on noisy 1024 px images stored at 256 (up to 7 at hard edges;
+BENCHMARKS.md). Inputs with ``ground_truth`` keep the full decode, so
+an image and its healthy twin go through the same resize; every other transfer
+syntax is unchanged. ``provenance.json`` counts the reduced decodes
+(``jpeg_dct_reduced``).
+
 Labels: with ``labels_csv`` (RSNA) the class comes from the CSVs
 (:mod:`cxrgen.data.labels`) and inputs whose id has no label are rejected
 ``no_label`` once they decoded (a file that does not decode is rejected for
@@ -62,12 +74,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+import PIL
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from cxrgen import io, provenance
 from cxrgen.config import check
-from cxrgen.data import imagefolder, labels
+from cxrgen.data import imagefolder, jpeg_draft, labels
 from cxrgen.data.classes import write_classes
 from cxrgen.data.dicom import COLOUR_MODES, Rejected, decode_dicom, dicom_image_id
 from cxrgen.data.geometry import ASPECTS, STORE_DTYPES, SquareGeometry, quantize
@@ -198,7 +211,9 @@ def preprocess(
         arrays += sorted({k for t in tasks for k, _ in t.masks})
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    rows, failed, files = _decode_into_store(tasks, arrays, output_dir, cfg, threads, progress)
+    rows, failed, files, reduced = _decode_into_store(
+        tasks, arrays, output_dir, cfg, threads, progress
+    )
     rejected = sorted(rejected + [(t.rel, ids[t.rel], code, msg) for t, code, msg in failed])
     counts = dict(sorted(Counter(r[2] for r in rejected).items()))
     if not rows:
@@ -239,6 +254,9 @@ def preprocess(
         input_dir=str(input_dir),
         threads=threads,
         seconds=seconds,
+        # images decoded at 1/f of their size by JPEG DCT scaling (cxrgen.data.jpeg_draft)
+        jpeg_dct_reduced={str(f): n for f, n in sorted(reduced.items()) if f > 1},
+        pillow=PIL.__version__,
         **summary,
     )
     if rejected:
@@ -310,7 +328,10 @@ def _complete_rows(rows, meta, names, severity, cfg) -> None:
 
 
 def _decode_into_store(tasks, arrays, output_dir, cfg, threads, progress):
-    """Decode ``tasks`` in order into ``{array}.npy`` files; return (rows, failures, files).
+    """Decode ``tasks`` in order into ``{array}.npy`` files.
+
+    Returns (rows, failures, files, reductions): ``reductions`` counts the
+    stored images by the JPEG DCT reduction they were decoded at (1: full).
 
     Rows are streamed into spill memmaps in a temporary folder inside
     ``output_dir``; when every task succeeded these are renamed into place,
@@ -318,9 +339,10 @@ def _decode_into_store(tasks, arrays, output_dir, cfg, threads, progress):
     """
     rows: list[dict] = []
     failed: list[tuple[_Task, str, str]] = []
+    reduced: Counter = Counter()
     files = {name: output_dir / f"{name}.npy" for name in arrays}
     if not tasks:
-        return rows, failed, files
+        return rows, failed, files, reduced
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".preprocess-") as tmp:
         with ExitStack() as stack:
             spill = {}
@@ -344,19 +366,30 @@ def _decode_into_store(tasks, arrays, output_dir, cfg, threads, progress):
                     continue
                 for name, arr in out.items():
                     spill[name][len(rows)] = arr
+                reduced[info.pop("reduction")] += 1
                 rows.append({"row": len(rows), "rel": task.rel, **info})
         for name in arrays if rows else ():
             finish_array(Path(tmp) / f"{name}.npy", files[name], len(rows), len(tasks))
-    return rows, failed, files
+    return rows, failed, files, reduced
 
 
 def _process(task: _Task, cfg: PreprocessConfig):
     """Decode one input -> (arrays, index fields, None) or (None, None, (code, message))."""
     try:
-        read = decode_dicom if task.kind == "dicom" else imagefolder.read_image
-        dec = read(task.path, multiframe=cfg.multiframe, allow_colour=cfg.allow_colour)
+        opts = dict(multiframe=cfg.multiframe, allow_colour=cfg.allow_colour)
+        if task.kind == "dicom":
+            # a healthy twin is resized from its native grid, so its image must be too
+            if task.ground_truth is None:
+                opts.update(store_size=cfg.size, aspect=cfg.aspect)
+            dec = decode_dicom(task.path, **opts)
+        else:
+            dec = imagefolder.read_image(task.path, **opts)
         geom = SquareGeometry.for_shape(dec.shape, cfg.size, cfg.aspect)
-        arrays = {"images": quantize(geom.apply(dec.image), cfg.dtype)}
+        if dec.reduction > 1:  # the same square and resize, from the reduced grid
+            image = jpeg_draft.resize_reduced(dec.image, cfg.size, cfg.aspect, dec.reduction)
+        else:
+            image = geom.apply(dec.image)
+        arrays = {"images": quantize(image, cfg.dtype)}
         if task.ground_truth is not None:
             gt = labels.read_ground_truth(task.ground_truth, dec.shape)
             arrays["healthy"] = quantize(geom.apply(gt["healthy"]), cfg.dtype)
@@ -381,6 +414,7 @@ def _process(task: _Task, cfg: PreprocessConfig):
         file_format=dec.file_format,
         bits_stored=dec.bits_stored,
         n_frames=dec.n_frames,
+        reduction=dec.reduction,  # not an index column: counted into provenance.json
     )
     return arrays, info, None
 
