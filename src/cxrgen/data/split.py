@@ -47,13 +47,14 @@ class SplitConfig:
     keep_source_split: bool = False
 
     def __post_init__(self):
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(
             len(self.fractions) == len(self.names),
             "split: 'fractions' and 'names' differ in length",
         )
         check(len(set(self.names)) == len(self.names), "split: 'names' must be unique")
         check(EXCLUDED not in self.names, f"split: '{EXCLUDED}' is reserved and cannot be a name")
-        check(all(f > 0 for f in self.fractions), "split: every fraction must be > 0")
+        check(all(0 < f <= 1 for f in self.fractions), "split: every fraction must be in (0, 1]")
         check(
             abs(sum(self.fractions) - 1.0) < 1e-6,
             f"split: fractions {self.fractions} must sum to 1",

@@ -162,6 +162,15 @@ def check_unet_shape(cfg) -> None:
     check(all(w > 0 for w in cfg.block_out_channels), "block_out_channels must be > 0")
     check(cfg.layers_per_block >= 1, "layers_per_block must be >= 1")
     check(
+        all(r >= 1 for r in cfg.attention_resolutions),
+        f"attention_resolutions are feature-map sides (>= 1), got {cfg.attention_resolutions}",
+    )
+    check(cfg.norm_num_groups >= 1, f"norm_num_groups must be >= 1, got {cfg.norm_num_groups}")
+    check(
+        cfg.attention_head_dim >= 1,
+        f"attention_head_dim must be >= 1, got {cfg.attention_head_dim}",
+    )
+    check(
         all(w % cfg.norm_num_groups == 0 for w in cfg.block_out_channels),
         f"norm_num_groups ({cfg.norm_num_groups}) must divide every block_out_channels "
         f"{cfg.block_out_channels}",

@@ -120,6 +120,7 @@ class GANEvalConfig:
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(self.lpips_min_size >= 32, "lpips_min_size must be >= 32 (AlexNet's pooling)")
         check(self.cxr_timestep >= 0, "cxr_timestep must be >= 0")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check_device_name(self.device)
 
 

@@ -40,6 +40,7 @@ class PhantomConfig:
     jpeg_quality: int = 92
 
     def __post_init__(self) -> None:
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.n_patients >= 1, f"n_patients must be >= 1, got {self.n_patients}")
         check(
             self.max_images_per_patient >= 1,

@@ -58,6 +58,7 @@ class CovidPhantomConfig:
     frac_ap: float = 0.4
 
     def __post_init__(self) -> None:
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(32 <= self.size <= 4096, f"size must be in 32..4096, got {self.size}")
         for name in ("n_train_per_class", "n_val_per_class", "n_test_per_class"):
             check(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
