@@ -45,6 +45,7 @@ from cxrgen.counterfactual import guidance, resample, stargan
 from cxrgen.counterfactual.ddim import Trajectory, decode
 from cxrgen.counterfactual.invert import check_model_fits
 from cxrgen.counterfactual.scores import difference_scores
+from cxrgen.data.classes import HEALTHY_CLASS
 from cxrgen.data.latents import LATENTS, RECONSTRUCTIONS, inverted_set, open_array
 from cxrgen.data.store import ImageSet
 from cxrgen.devices import check_device_name, resolve_device
@@ -81,7 +82,7 @@ class CounterfactualConfig:
     in [-1, 1] units at which the prediction is kept whole) and the same smoothing.
     """
 
-    target_class: str = "Normal"
+    target_class: str = HEALTHY_CLASS
     batch_size: int = 16
     clip_denoised: bool = False
     cg_conditioning: str = "unconditional"

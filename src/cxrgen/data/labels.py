@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cxrgen.data.classes import LUNG_OPACITY
 from cxrgen.data.dicom import Rejected
 from cxrgen.data.store import GROUND_TRUTH_ARRAYS, RALO_COLUMNS
 from cxrgen.errors import ConfigError, DataError
@@ -33,8 +34,7 @@ from cxrgen.errors import ConfigError, DataError
 LABEL_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
 CLASS_INFO_COLUMNS = ("patientId", "class")
 SEVERITY_COLUMNS = ("patientId", *RALO_COLUMNS)
-OPACITY_CLASS = "Lung Opacity"
-TARGET_CLASS_NAMES = {0: "No Opacity", 1: OPACITY_CLASS}
+TARGET_CLASS_NAMES = {0: "No Opacity", 1: LUNG_OPACITY}
 
 
 @dataclass(frozen=True)
@@ -137,15 +137,15 @@ def _read_class_info(path: Path, labels: pd.DataFrame, labels_csv: Path) -> dict
         )
     target = labels.drop_duplicates("patientId").set_index("patientId")["Target"]
     joined = pd.DataFrame({"class": classes, "Target": target.reindex(classes.index)})
-    if OPACITY_CLASS in set(joined["class"]):
-        wrong = joined.index[(joined["class"] == OPACITY_CLASS) != (joined["Target"] == 1)]
+    if LUNG_OPACITY in set(joined["class"]):
+        wrong = joined.index[(joined["class"] == LUNG_OPACITY) != (joined["Target"] == 1)]
     else:
         per_class = joined.groupby("class")["Target"].nunique()
         wrong = joined.index[joined["class"].isin(per_class.index[per_class > 1])]
     if len(wrong):
         raise DataError(
             f"class-info CSV {path} contradicts Target in labels CSV {labels_csv} for "
-            f"{len(wrong)} id(s) ({_few(sorted(wrong))}): class '{OPACITY_CLASS}' must go with "
+            f"{len(wrong)} id(s) ({_few(sorted(wrong))}): class '{LUNG_OPACITY}' must go with "
             "Target 1 and every other class with Target 0"
         )
     return {str(k): str(v) for k, v in classes.items()}

@@ -16,7 +16,7 @@ import pandas as pd
 
 from cxrgen import io, provenance
 from cxrgen.config import check
-from cxrgen.data.classes import write_classes
+from cxrgen.data.classes import HEALTHY_CLASS, POSITIVE_CLASS, write_classes
 from cxrgen.data.store import CLASSES_FILE, SPLIT_FILE, read_index
 from cxrgen.errors import DataError
 from cxrgen.html_tables import write_html_table
@@ -43,7 +43,7 @@ class SplitConfig:
     seed: int = 0
     fractions: tuple[float, ...] = (0.7, 0.15, 0.15)
     names: tuple[str, ...] = ("train", "calibration", "test")
-    classes: tuple[str, ...] | None = ("Normal", "Lung Opacity")
+    classes: tuple[str, ...] | None = (HEALTHY_CLASS, POSITIVE_CLASS)
     keep_source_split: bool = False
 
     def __post_init__(self):

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from cxrgen.config import check
+from cxrgen.data.classes import HEALTHY_CLASS, LUNG_OPACITY, NORMAL, POSITIVE_CLASS
 from cxrgen.errors import DataError
 from cxrgen.evaluation import bootstrap
 
@@ -49,7 +50,7 @@ NAKAO_SOURCE = "published, RSNA Lung Opacity vs Normal"
 # The paper's Table 2: mean per-image sum of |original - counterfactual| on its valid split,
 # by class (the paper calls the positive class 'Pneumonia'). It states neither the image size
 # nor the intensity range the sums were taken over.
-PAPER_TABLE2 = {"Normal": 2721.64, "Lung Opacity": 3684.64}
+PAPER_TABLE2 = {NORMAL: 2721.64, LUNG_OPACITY: 3684.64}
 PAPER_SPLIT = "valid"
 PAPER_UNITS = "as published: image size and intensity range not stated"
 
@@ -141,8 +142,8 @@ def _weights(group: pd.DataFrame, n_boot: int, seed: int) -> np.ndarray:
 def detection_table(
     scores: pd.DataFrame,
     statistics: Sequence[str],
-    positive_class: str = "Lung Opacity",
-    negative_class: str = "Normal",
+    positive_class: str = POSITIVE_CLASS,
+    negative_class: str = HEALTHY_CLASS,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -196,8 +197,8 @@ def detection_table(
 
 def reference_rows(
     classifier_prob: pd.DataFrame | None,
-    positive_class: str = "Lung Opacity",
-    negative_class: str = "Normal",
+    positive_class: str = POSITIVE_CLASS,
+    negative_class: str = HEALTHY_CLASS,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> pd.DataFrame:

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from cxrgen import io, provenance
 from cxrgen.config import check
+from cxrgen.data.classes import HEALTHY_CLASS, POSITIVE_CLASS
 from cxrgen.data.latents import inverted_set
 from cxrgen.data.store import HEALTHY, IMAGES, LESION_MASKS, ImageSet, store_view
 from cxrgen.devices import check_device_name, resolve_device
@@ -96,8 +97,8 @@ class EvaluateConfig:
     batch_size / device: the classifier pass.
     """
 
-    positive_class: str = "Lung Opacity"
-    negative_class: str = "Normal"
+    positive_class: str = POSITIVE_CLASS
+    negative_class: str = HEALTHY_CLASS
     calibration_split: str = "calibration"
     test_split: str = "test"
     statistics: tuple[str, ...] = STATISTICS

@@ -30,6 +30,7 @@ import pandas as pd
 
 from cxrgen import io
 from cxrgen.config import check
+from cxrgen.data.classes import POSITIVE_CLASS
 from cxrgen.data.latents import LATENTS, inverted_set, open_array
 from cxrgen.data.store import IMAGES, LESION_MASKS, store_view
 from cxrgen.devices import check_device_name, resolve_device
@@ -48,7 +49,7 @@ class FiguresConfig:
     """positive_class: the opacity class. rows_per_group: images of each extreme in Fig. 3.
     cutoff: Fig. 4's high/low-pass cut-off (fraction of Nyquist). device: the Grad-CAM pass."""
 
-    positive_class: str = "Lung Opacity"
+    positive_class: str = POSITIVE_CLASS
     rows_per_group: int = 3
     cutoff: float = 0.25
     device: str = "auto"

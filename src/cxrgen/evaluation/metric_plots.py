@@ -24,6 +24,7 @@ from sklearn.metrics import (
 )
 
 from cxrgen.config import check
+from cxrgen.data.classes import HEALTHY_CLASS, POSITIVE_CLASS
 from cxrgen.errors import DataError
 from cxrgen.evaluation.detection import CLASSIFIER_METHOD, MEASURED, NAKAO_METHOD
 from cxrgen.evaluation.paper_figures import SCALE_MEANING, png_figure, setting_name
@@ -36,8 +37,8 @@ def roc_pr_curves(
     path: str | Path,
     scores: pd.DataFrame,
     statistic: str,
-    positive_class: str = "Lung Opacity",
-    negative_class: str = "Normal",
+    positive_class: str = POSITIVE_CLASS,
+    negative_class: str = HEALTHY_CLASS,
 ) -> None:
     """ROC and precision-recall curves of ``statistic`` as a score of ``positive_class``.
 

@@ -29,6 +29,7 @@ from matplotlib.colors import Normalize
 
 from cxrgen import io
 from cxrgen.config import check
+from cxrgen.data.classes import HEALTHY_CLASS, POSITIVE_CLASS
 from cxrgen.errors import DataError
 from cxrgen.evaluation.evaluation_summary import setting_name
 from cxrgen.metrics.fourier import highpass, lowpass
@@ -90,9 +91,9 @@ def _rows_of(array, rows: np.ndarray, name: str) -> np.ndarray:
 
 def choose_rows(
     scores: pd.DataFrame,
-    positive_class: str = "Lung Opacity",
+    positive_class: str = POSITIVE_CLASS,
     n: int = 3,
-    negative_class: str = "Normal",
+    negative_class: str = HEALTHY_CLASS,
     statistic: str = "sum_abs",
 ) -> list[int]:
     """Rows of Fig. 3: the ``n`` largest and ``n`` smallest positives, one median negative.

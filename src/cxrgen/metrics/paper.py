@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from cxrgen import io
+from cxrgen.data.classes import COVID_19, NON_COVID, NORMAL
 from cxrgen.metrics.fid import STARGAN_V2_NETWORK
 from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK
 from cxrgen.plotting import pyplot
 
 PAPER_PER_DOMAIN = {
-    "fid_stargan_v2": {"Normal": 55.796, "COVID-19": 62.599, "Non-COVID": 81.230},
-    "lpips": {"Normal": 0.199, "COVID-19": 0.222, "Non-COVID": 0.239},
+    "fid_stargan_v2": {NORMAL: 55.796, COVID_19: 62.599, NON_COVID: 81.230},
+    "lpips": {NORMAL: 0.199, COVID_19: 0.222, NON_COVID: 0.239},
 }
 PAPER_BASELINES = {
     "fid_stargan_v2": {"DCGAN": 153.014, "GAN": 2446.535},
@@ -39,7 +40,7 @@ PAPER_BASELINES = {
 # metric -> the network (protocol) whose rows Table 1 may stand beside
 TABLE1_PROTOCOL = {"fid_stargan_v2": STARGAN_V2_NETWORK, "lpips": LPIPS_NETWORK}
 TABLE1_MODE = "latent"
-_ALIASES = {"normal": "Normal", "covid19": "COVID-19", "noncovid": "Non-COVID"}
+_ALIASES = {"normal": NORMAL, "covid19": COVID_19, "noncovid": NON_COVID}
 
 
 def paper_domain(name: str) -> str | None:

@@ -12,13 +12,10 @@ import pydicom
 from PIL import Image
 
 from cxrgen import io
+from cxrgen.data.classes import LUNG_OPACITY, NORMAL, NOT_NORMAL
 from cxrgen.data.intensity import to_unit_interval
 
-_SHORT = {
-    "Normal": "Normal",
-    "Lung Opacity": "Opacity",
-    "No Lung Opacity / Not Normal": "Not normal",
-}
+_SHORT = {NORMAL: "Normal", LUNG_OPACITY: "Opacity", NOT_NORMAL: "Not normal"}
 
 
 def _round_robin(df: pd.DataFrame, key: str, n: int) -> pd.DataFrame:

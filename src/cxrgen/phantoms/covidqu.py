@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from cxrgen import io
 from cxrgen.config import check
+from cxrgen.data.classes import COVID_19, COVID_QU_EX_CLASSES, NON_COVID, NORMAL
 from cxrgen.data.store import RALO_COLUMNS
 from cxrgen.phantoms.anatomy import sample_anatomy
 from cxrgen.phantoms.findings import sample_devices
@@ -35,13 +36,12 @@ from cxrgen.phantoms.scene import render_image, sample_setup
 logger = logging.getLogger(__name__)
 
 SPLITS = ("Train", "Val", "Test")
-CLASSES = ("COVID-19", "Non-COVID", "Normal")
 IMAGES_DIR = "images"
 MASKS_DIR = "lung masks"
 _NAMES = {
-    "COVID-19": "covid_{k}.png",
-    "Non-COVID": "non_COVID ({k}).png",
-    "Normal": "Normal ({k}).png",
+    COVID_19: "covid_{k}.png",
+    NON_COVID: "non_COVID ({k}).png",
+    NORMAL: "Normal ({k}).png",
 }
 
 
@@ -79,9 +79,9 @@ class CovidPhantomConfig:
 
 
 def _lesion_for(class_name: str, rng: np.random.Generator) -> LesionSpec | None:
-    if class_name == "COVID-19":
+    if class_name == COVID_19:
         return sample_lesion_spec(rng, "peripheral", 0.85, (2, 3, 3, 4), (1, 2, 2, 3, 3))
-    if class_name == "Non-COVID":
+    if class_name == NON_COVID:
         pattern = "lobar" if rng.random() < 0.7 else "patchy"
         return sample_lesion_spec(rng, pattern, 0.2, (1, 2, 2, 3), (3, 3, 4, 4))
     return None
@@ -105,10 +105,10 @@ def make_covidqu_phantoms(
     jobs = [
         (si, ci, split, cls)
         for si, split in enumerate(SPLITS)
-        for ci, cls in enumerate(CLASSES)
+        for ci, cls in enumerate(COVID_QU_EX_CLASSES)
         for _ in range(cfg.count(split))
     ]
-    counters = dict.fromkeys(CLASSES, 0)
+    counters = dict.fromkeys(COVID_QU_EX_CLASSES, 0)
     rows = []
     for si, ci, split, cls in tqdm(
         jobs, disable=not progress, desc="COVID-QU-Ex phantoms", unit="img"
@@ -164,7 +164,7 @@ def make_covidqu_phantoms(
 def _remove_stale(out: Path, keep: set[str]) -> None:
     """Delete PNGs an earlier run left in this layout's folders that this run did not write."""
     for split in SPLITS:
-        for cls in CLASSES:
+        for cls in COVID_QU_EX_CLASSES:
             for sub in (IMAGES_DIR, MASKS_DIR):
                 for path in sorted((out / split / cls / sub).glob("*.png")):
                     if path.relative_to(out).as_posix() not in keep:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxrgen.data.classes import NORMAL, NOT_NORMAL
 from cxrgen.phantoms.anatomy import PatientAnatomy, sample_anatomy
 from cxrgen.phantoms.config import PhantomConfig
 from cxrgen.phantoms.dicom_writer import HeaderInfo
@@ -18,7 +19,6 @@ from cxrgen.phantoms.identifiers import dicom_uid, patient_phi, study_phi, uuid_
 from cxrgen.phantoms.lesions import LesionSpec, sample_lesion_spec
 from cxrgen.phantoms.scene import ImageSetup, follow_up_setup, sample_setup
 
-CLASS_NAMES = ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal")
 # the physical field of view across two anatomical units (the thorax), in millimetres
 _THORAX_MM = 360.0
 
@@ -94,7 +94,7 @@ def _plan_patient(rng: np.random.Generator, cfg: PhantomConfig, n_images: int) -
                 anatomy=anatomy,
                 setup=setup,
                 lesion=lesion,
-                non_opacity_class=CLASS_NAMES[2] if (findings or devices) else CLASS_NAMES[0],
+                non_opacity_class=NOT_NORMAL if (findings or devices) else NORMAL,
                 modality=modality,
                 sex=sex,
                 age=age,

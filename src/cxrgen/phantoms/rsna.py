@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrgen import io
+from cxrgen.data.classes import LUNG_OPACITY
 from cxrgen.data.labels import CLASS_INFO_COLUMNS, LABEL_COLUMNS, SEVERITY_COLUMNS
 from cxrgen.data.store import RALO_COLUMNS
 from cxrgen.phantoms.config import PhantomConfig
@@ -43,7 +44,6 @@ from cxrgen.phantoms.ground_truth import write_ground_truth
 from cxrgen.phantoms.identifiers import PHI_KEYS, uuid_string
 from cxrgen.phantoms.lesions import lesion_boxes, ralo_scores
 from cxrgen.phantoms.patients import (
-    CLASS_NAMES,
     ImagePlan,
     header_info,
     junk_header_info,
@@ -147,7 +147,7 @@ def _write_image(
     scores = ralo_scores(image, healthy, rendered.lesion, rendered.lungs)
     boxes = lesion_boxes(rendered.lesion, rendered.lungs, max(2, round(0.03 * min(rows, cols))))
     has_opacity = bool(boxes)
-    class_name = CLASS_NAMES[1] if has_opacity else plan.non_opacity_class
+    class_name = LUNG_OPACITY if has_opacity else plan.non_opacity_class
     io.write_bytes(image_dir / f"{plan.image_id}.dcm", encode_dicom(header, enc, stored))
     write_ground_truth(
         gt_dir / f"{plan.image_id}.npz", image, healthy, rendered.lesion, rendered.lungs
