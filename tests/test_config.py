@@ -55,7 +55,7 @@ def test_default_config_and_presets_validate_and_build(preset):
         from_mapping(phantom_cls, ds.get("phantoms"), f"datasets.{name}.phantoms")
         if "diffusion" in ds:
             from cxrgen.classifier.config import ClassifierTrainConfig
-            from cxrgen.counterfactual.counterfactual import CounterfactualConfig
+            from cxrgen.counterfactual.config import CounterfactualConfig
             from cxrgen.counterfactual.invert import InvertConfig
             from cxrgen.diffusion.config import DiffusionTrainConfig
 

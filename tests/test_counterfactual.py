@@ -14,11 +14,8 @@ from cxrgen.classifier.config import ClassifierTrainConfig
 from cxrgen.classifier.model import load_classifier
 from cxrgen.classifier.train import train_classifier
 from cxrgen.counterfactual import guidance
-from cxrgen.counterfactual.counterfactual import (
-    CounterfactualConfig,
-    example_rows,
-    make_counterfactuals,
-)
+from cxrgen.counterfactual.config import CounterfactualConfig
+from cxrgen.counterfactual.counterfactual import example_rows, make_counterfactuals
 from cxrgen.counterfactual.ddim import decode
 from cxrgen.counterfactual.invert import InvertConfig, invert_split
 from cxrgen.counterfactual.scores import COLUMNS, difference_scores, top_mean

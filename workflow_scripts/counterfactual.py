@@ -11,7 +11,8 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.counterfactual.counterfactual import CounterfactualConfig, make_counterfactuals
+    from cxrgen.counterfactual.config import CounterfactualConfig
+    from cxrgen.counterfactual.counterfactual import make_counterfactuals
 
     torch.set_num_threads(smk.threads)
     name = f"datasets.{smk.wildcards.dataset}.counterfactual"

@@ -150,7 +150,8 @@ def cmd_invert(args: argparse.Namespace) -> None:
 
 
 def cmd_counterfactual(args: argparse.Namespace) -> None:
-    from cxrgen.counterfactual.counterfactual import make_counterfactuals, scale_name
+    from cxrgen.counterfactual.config import scale_name
+    from cxrgen.counterfactual.counterfactual import make_counterfactuals
     from cxrgen.devices import claim_device
 
     cfg = config_from_args(args)
@@ -272,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p, GenerateConfig)
     p.set_defaults(func=cmd_generate)
 
-    from cxrgen.counterfactual.counterfactual import METHODS, CounterfactualConfig
+    from cxrgen.counterfactual.config import METHODS, CounterfactualConfig
     from cxrgen.counterfactual.invert import InvertConfig
 
     p = sub.add_parser("invert", help="DDIM-invert a split's images to latents at depth L")

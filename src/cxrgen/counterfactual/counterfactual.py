@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,100 +41,19 @@ from cxrgen import io, provenance
 from cxrgen.classifier.model import load_classifier
 from cxrgen.config import check
 from cxrgen.counterfactual import guidance, resample, stargan
+from cxrgen.counterfactual.config import METHODS, CounterfactualConfig, scale_name
 from cxrgen.counterfactual.ddim import Trajectory, decode
 from cxrgen.counterfactual.invert import check_model_fits
 from cxrgen.counterfactual.scores import difference_scores
-from cxrgen.data.classes import HEALTHY_CLASS
 from cxrgen.data.latents import LATENTS, RECONSTRUCTIONS, inverted_set, open_array
 from cxrgen.data.store import ImageSet
-from cxrgen.devices import check_device_name, resolve_device
+from cxrgen.devices import resolve_device
 from cxrgen.diffusion.model import check_same_schedule, load_diffusion
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.gan.stargan_nets import load_stargan
 from cxrgen.plotting import Panel, write_labelled_grid
 
 log = logging.getLogger(__name__)
-
-METHODS = ("cfg", "cg", "renoise", "msr", "thor", "stargan")
-CG_CONDITIONINGS = ("unconditional", "target")
-
-
-@dataclass(frozen=True)
-class CounterfactualConfig:
-    """How to decode counterfactuals (the method and scale are the job's, not config keys).
-
-    target_class: the class to translate every image to (the paper: Normal). batch_size:
-    images per forward pass (the result does not depend on it). clip_denoised: clamp the
-    predicted x_0 to [-1, 1] at every step. cg_conditioning: the UNet's class under classifier
-    guidance, 'unconditional' (the null class, as Wolleb et al.'s unconditional model) or
-    'target'. top_fraction: the share of
-    pixels in the top_mean_abs score. highpass_cutoff: the hpf_energy score's cut-off, a
-    fraction of Nyquist. precision: 'bf16' autocast on CUDA or 'fp32'. device: auto/cpu/cuda.
-    seed: the noise of methods renoise / msr and the random styles of method stargan at
-    scale > 0 (cfg, cg, thor use none).
-
-    Method msr: first_pass ('method/scale', a counterfactual of the same latents) gives the
-    map; mask_smoothing (Gaussian sigma, a fraction of the width) smooths its removed part;
-    the mask is the map above its mask_quantile over every image of calibration_split
-    (pooled pixels, labels unread), dilated by mask_dilation (a fraction of the width).
-    Method thor: harmonise every harmonise_every-th state with residual_scale (|x0_hat - x|
-    in [-1, 1] units at which the prediction is kept whole) and the same smoothing.
-    """
-
-    target_class: str = HEALTHY_CLASS
-    batch_size: int = 16
-    clip_denoised: bool = False
-    cg_conditioning: str = "unconditional"
-    top_fraction: float = 0.01
-    highpass_cutoff: float = 0.25
-    precision: str = "bf16"
-    device: str = "auto"
-    seed: int = 0
-    first_pass: str = "cg/10"
-    mask_quantile: float = 0.97
-    mask_smoothing: float = 0.03
-    mask_dilation: float = 0.03
-    calibration_split: str = "calibration"
-    harmonise_every: int = 3
-    residual_scale: float = 0.2
-
-    @property
-    def first_pass_setting(self) -> tuple[str, float]:
-        """msr's first pass as (method, scale)."""
-        method, _, scale = self.first_pass.partition("/")
-        return method, float(scale)
-
-    def __post_init__(self):
-        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        method, _, scale = self.first_pass.partition("/")
-        check(
-            method in ("cfg", "cg", "renoise", "thor") and scale != "",
-            f"first_pass must be 'method/scale' of cfg, cg, renoise or thor, got "
-            f"{self.first_pass!r}",
-        )
-        check(0 < self.mask_quantile < 1, "mask_quantile must be in (0, 1)")
-        check(0 <= self.mask_smoothing < 0.5, "mask_smoothing must be in [0, 0.5)")
-        check(0 <= self.mask_dilation < 0.5, "mask_dilation must be in [0, 0.5)")
-        check(self.harmonise_every >= 1, "harmonise_every must be >= 1")
-        check(self.residual_scale > 0, "residual_scale must be > 0")
-        check(self.batch_size >= 1, "batch_size must be >= 1")
-        check(
-            self.cg_conditioning in CG_CONDITIONINGS,
-            f"cg_conditioning must be one of {CG_CONDITIONINGS}, got {self.cg_conditioning!r}",
-        )
-        check(0 < self.top_fraction <= 1, "top_fraction must be in (0, 1]")
-        check(0 < self.highpass_cutoff < 1.5, "highpass_cutoff must be in (0, 1.5)")
-        check(
-            self.precision in guidance.PRECISIONS,
-            f"precision must be one of {guidance.PRECISIONS}, got {self.precision!r}",
-        )
-        check_device_name(self.device)
-
-
-def scale_name(scale: float) -> str:
-    """The scale as it appears in paths and tables: '3', '0.5', '10' (shortest float form)."""
-    return f"{float(scale):g}"
-
 
 # translate(start, stop, originals in [0, 1]) -> counterfactuals in [0, 1], rows start..stop
 Translator = Callable[[int, int, np.ndarray], np.ndarray]
@@ -151,7 +69,7 @@ def _diffusion(
     cfg: CounterfactualConfig,
     classifier_dir: Path | None,
     device: torch.device,
-    first_pass_dir: Path | None = None,
+    masks: Callable[[int, int], np.ndarray] | None = None,
 ) -> Translator:
     """Decode with classifier-free guidance (cfg, renoise, msr, thor) or classifier guidance
     (cg), each method with its start and step hook."""
@@ -185,7 +103,6 @@ def _diffusion(
 
     latents = open_array(latents_dir, LATENTS)
     store_rows = images.table["store_row"].to_numpy()
-    masks = _msr_masks(images, cfg, first_pass_dir) if method == "msr" else None
     width = images.shape[1]
 
     def translate(a: int, b: int, original: np.ndarray) -> np.ndarray:
@@ -207,9 +124,14 @@ def _diffusion(
 
 
 def _msr_masks(
-    images: ImageSet, cfg: CounterfactualConfig, first_pass_dir: Path | None
-) -> Callable[[int, int], np.ndarray]:
-    """masks(start, stop) -> bool (B, H, W): the dilated first-pass masks of method msr."""
+    images: ImageSet,
+    cfg: CounterfactualConfig,
+    first_pass_dir: Path | None,
+    threshold: float | None = None,
+) -> tuple[Callable[[int, int], np.ndarray], float]:
+    """(masks(start, stop) -> bool (B, H, W), threshold): the dilated first-pass masks of
+    method msr; the threshold is set on the calibration images unless given (``cxrgen apply``
+    takes the one its training run set)."""
     if first_pass_dir is None:
         raise ConfigError(f"method 'msr' needs the first-pass counterfactual ({cfg.first_pass})")
     scores = pd.read_parquet(first_pass_dir / "scores.parquet", columns=["image_id"])
@@ -220,23 +142,25 @@ def _msr_masks(
     diff = np.load(first_pass_dir / "diff.npy", mmap_mode="r")
     width = images.shape[1]
     sigma, dilation = cfg.mask_smoothing * width, round(cfg.mask_dilation * width)
-    calibration = np.flatnonzero(images.table["split"].to_numpy() == cfg.calibration_split)
-    if not len(calibration):
-        raise DataError(
-            f"no image of split {cfg.calibration_split!r} among the latents to set the msr "
-            "mask threshold on (invert.splits must include it)"
+    if threshold is None:
+        calibration = np.flatnonzero(images.table["split"].to_numpy() == cfg.calibration_split)
+        if not len(calibration):
+            raise DataError(
+                f"no image of split {cfg.calibration_split!r} among the latents to set the msr "
+                "mask threshold on (invert.splits must include it)"
+            )
+        threshold = resample.mask_threshold(
+            resample.smoothed_removed(diff[calibration], sigma), cfg.mask_quantile
         )
-    threshold = resample.mask_threshold(
-        resample.smoothed_removed(diff[calibration], sigma), cfg.mask_quantile
-    )
-    log.info("msr mask: first pass %s, threshold %.4g (quantile %g of %d calibration images)",
-             cfg.first_pass, threshold, cfg.mask_quantile, len(calibration))  # fmt: skip
+        log.info("msr mask: first pass %s, threshold %.4g (quantile %g of %d calibration "
+                 "images)", cfg.first_pass, threshold, cfg.mask_quantile,
+                 len(calibration))  # fmt: skip
 
     def masks(a: int, b: int) -> np.ndarray:
         maps = resample.smoothed_removed(diff[a:b], sigma)
         return resample.first_pass_mask(maps, threshold, dilation)
 
-    return masks
+    return masks, float(threshold)
 
 
 def _stargan(
@@ -266,11 +190,14 @@ def make_counterfactuals(
     classifier_dir: str | Path | None = None,
     progress: bool = True,
     first_pass_dir: str | Path | None = None,
+    mask_threshold: float | None = None,
 ) -> pd.DataFrame:
     """Counterfactuals of every inverted image by ``method`` at ``scale``; return the scores.
 
     ``model_dir`` is the diffusion model (every method but stargan) or the StarGAN model.
-    ``first_pass_dir``: method msr's first-pass counterfactual folder (``cfg.first_pass``).
+    ``first_pass_dir``: method msr's first-pass counterfactual folder (``cfg.first_pass``);
+    ``mask_threshold``: msr's mask threshold when it is not to be set on these images'
+    calibration split (recorded in provenance.json either way).
     """
     check(method in METHODS, f"method must be one of {METHODS}, got {method!r}")
     check(scale >= 0, f"the guidance scale must be >= 0, got {scale}")
@@ -284,12 +211,16 @@ def make_counterfactuals(
         raise ConfigError(
             f"target_class {cfg.target_class!r} is not one of the classes {list(images.classes)}"
         )
+    masks = None
+    if method == "msr":
+        first = None if first_pass_dir is None else Path(first_pass_dir)
+        masks, mask_threshold = _msr_masks(images, cfg, first, mask_threshold)
     if method == "stargan":
         translate = _stargan(scale, model_dir, images, cfg, device)
     else:
         translate = _diffusion(
             method, scale, latents_dir, model_dir, images, traj, cfg, classifier_dir, device,
-            None if first_pass_dir is None else Path(first_pass_dir),
+            masks,
         )  # fmt: skip
     how = (
         "image-to-image translation"
@@ -344,6 +275,7 @@ def make_counterfactuals(
         model=str(model_dir),
         classifier=None if classifier_dir is None else str(classifier_dir),
         inversion=meta,
+        mask_threshold=mask_threshold if method == "msr" else None,
         mean_sum_abs=table.groupby("class_name")["sum_abs"].mean().to_dict(),
     )
     log.info(

@@ -137,7 +137,12 @@ def unit_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SplitImages:
-    """The images of one split: rows of ``images.npy``, labels, class names, image size."""
+    """The images of one split: rows of ``images.npy``, labels, class names, image size.
+
+    ``targets_path``: optional per-pixel targets, an integer (len, H, W) ``.npy`` whose row i
+    belongs to image i of the split (not to a store row); the training data then yield them
+    in place of the class labels (:class:`cxrgen.training.data.XrayDataset`).
+    """
 
     images_path: Path
     rows: np.ndarray
@@ -145,6 +150,7 @@ class SplitImages:
     classes: tuple[str, ...]
     height: int
     width: int
+    targets_path: Path | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -157,8 +163,11 @@ class SplitImages:
         return np.bincount(self.labels, minlength=self.num_classes)
 
 
-def load_split(store_dir: str | Path, split_dir: str | Path, split: str = "train") -> SplitImages:
-    """The images of split ``split`` (labels >= 0 only); K and image size come from the files."""
+def load_split(
+    store_dir: str | Path, split_dir: str | Path, split: str = "train", labelled_only: bool = True
+) -> SplitImages:
+    """The images of split ``split`` (labels >= 0 only, unless ``labelled_only`` is False: new
+    images scored by ``cxrgen apply`` have label -1); K and image size come from the files."""
     store_dir, split_dir = Path(store_dir), Path(split_dir)
     images_path = array_path(store_dir, IMAGES)
     for path, stage in (
@@ -175,7 +184,7 @@ def load_split(store_dir: str | Path, split_dir: str | Path, split: str = "train
         raise DataError(f"{images_path} has dtype {images.dtype}; expected uint8 or uint16")
     classes = tuple(read_classes(split_dir / CLASSES_FILE))
     table = pd.read_parquet(split_dir / SPLIT_FILE, columns=["row", "label", "split"])
-    sub = table[(table["split"] == split) & (table["label"] >= 0)]
+    sub = table[(table["split"] == split) & ((table["label"] >= 0) | (not labelled_only))]
     if sub.empty:
         names = sorted(table["split"].unique())
         raise DataError(f"split '{split}' has no labelled images in {split_dir}; it has {names}")
@@ -253,8 +262,11 @@ def store_view(images: ImageSet, name: str) -> RowView | None:
     return images.view(name) if images.has(name) else None
 
 
-def image_set(store_dir: Path, split_dir: Path, splits: str | tuple[str, ...]) -> ImageSet:
-    """Labelled images of ``splits`` (in that order; store-row order within each), with ids.
+def image_set(
+    store_dir: Path, split_dir: Path, splits: str | tuple[str, ...], labelled_only: bool = True
+) -> ImageSet:
+    """Labelled images of ``splits`` (in that order; store-row order within each), with ids;
+    with ``labelled_only`` False also the unlabelled ones (label -1, class_name None).
 
     The labels are carried for scoring only: nothing label-blind computes with them.
     """
@@ -263,7 +275,7 @@ def image_set(store_dir: Path, split_dir: Path, splits: str | tuple[str, ...]) -
     ids = ids.set_index("row")
     frames, classes = [], None
     for name in splits:
-        data = load_split(store_dir, split_dir, name)
+        data = load_split(store_dir, split_dir, name, labelled_only)
         classes = data.classes
         order = np.argsort(data.rows, kind="stable")
         rows, labels = data.rows[order], data.labels[order]
@@ -274,7 +286,7 @@ def image_set(store_dir: Path, split_dir: Path, splits: str | tuple[str, ...]) -
                     "store_row": rows,
                     "image_id": ids.loc[rows, "image_id"].astype(str).to_numpy(),
                     "patient_id": ids.loc[rows, "patient_id"].astype(str).to_numpy(),
-                    "class_name": np.array(data.classes, dtype=object)[labels],
+                    "class_name": np.array([*data.classes, None], dtype=object)[labels],
                     "label": labels,
                 }
             )
