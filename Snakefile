@@ -42,7 +42,7 @@ rule all:
             model=["diffusion", "classifier"],
         ),
         expand(
-            "results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_EVAL_DATASETS
+            "results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_METRICS_DATASETS
         ),
         counterfactual_targets("scores.parquet"),
         evaluate_targets(),

@@ -7,7 +7,7 @@ PHANTOM_DATASETS = [
     d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"
 ]
 DIFFUSION_DATASETS = [d for d in DATASETS if "diffusion" in config["datasets"][d]]
-GAN_EVAL_DATASETS = [d for d in DATASETS if "gan_eval" in config["datasets"][d]]
+GAN_METRICS_DATASETS = [d for d in DATASETS if "gan_metrics" in config["datasets"][d]]
 RESULTS = "results"
 
 # Make the cxrgen package importable by every job, whatever environment runs it (the uv
@@ -204,7 +204,7 @@ def run_summary_inputs(wildcards):
     inputs.update(
         {
             f"gan_{d}": f"{RESULTS}/metrics/{d}/gan_metrics.parquet"
-            for d in GAN_EVAL_DATASETS
+            for d in GAN_METRICS_DATASETS
         }
     )
     return inputs

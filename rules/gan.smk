@@ -114,6 +114,6 @@ rule gan_metrics:
     resources:
         gpu=1,
     params:
-        cfg=section("gan_eval"),
+        cfg=section("gan_metrics"),
     script:
         "../workflow_scripts/gan_metrics.py"

@@ -51,7 +51,7 @@ SECTIONS = {
     "stargan": "StarGANTrainConfig",
     "dcgan": "DCGANTrainConfig",
     "generate": "GenerateConfig",
-    "gan_eval": "GANEvalConfig",
+    "gan_metrics": "GanMetricsConfig",
     "invert": "InvertConfig",
     "counterfactual": "CounterfactualConfig",
     "evaluate": "EvaluateConfig",

@@ -29,7 +29,7 @@ from cxrgen.metrics.fid import (
     frechet_distance,
     gaussian_stats,
 )
-from cxrgen.metrics.gan_metrics import GANEvalConfig, evaluate_gan, network_of
+from cxrgen.metrics.gan_metrics import GanMetricsConfig, evaluate_gan, network_of
 from cxrgen.metrics.gan_table import COLUMNS, add_means, frechet_rows
 from cxrgen.metrics.lpips_diversity import LPIPS_NETWORK, PairwiseLPIPS
 from cxrgen.metrics.paper import PAPER_PER_DOMAIN, _paper_cells, paper_comparison, paper_domain
@@ -240,14 +240,14 @@ def test_torchvision_inception_file_is_found_in_the_hub_cache(empty_torch_home):
 
 
 def test_network_names_per_metric():
-    full = GANEvalConfig(fid_dims=2048, cxr_timestep=3)
+    full = GanMetricsConfig(fid_dims=2048, cxr_timestep=3)
     assert [network_of(m, full) for m in ("fid", "fid_stargan_v2", "fid_cxr", "lpips")] == [
         PYTORCH_FID_NETWORK,
         STARGAN_V2_NETWORK,
         "cxrgen noise-aware classifier (penultimate features, t=3)",
         LPIPS_NETWORK,
     ]
-    small = GANEvalConfig(fid_dims=768)
+    small = GanMetricsConfig(fid_dims=768)
     assert network_of("fid", small) == "pytorch-fid InceptionV3 (TF FID weights, 768-d block)"
     assert network_of("fid_stargan_v2", small) != STARGAN_V2_NETWORK
     assert "768-d" in network_of("fid_stargan_v2", small)
@@ -417,7 +417,7 @@ def eval_inputs(tmp_path_factory):
 
 def test_evaluate_gan_end_to_end_with_random_weights(eval_inputs, tmp_path):
     root, store, generated = eval_inputs
-    cfg = GANEvalConfig(random_weights=True, fid_dims=64, device="cpu")
+    cfg = GanMetricsConfig(random_weights=True, fid_dims=64, device="cpu")
     table = evaluate_gan(generated, *store, tmp_path, cfg, root / "classifier", progress=False)
     assert list(table.columns) == [
         "metric",
@@ -474,7 +474,7 @@ def test_optional_metrics_become_unavailable_and_nothing_else_changes(
     eval_inputs, tmp_path, empty_torch_home, caplog
 ):
     root, store, generated = eval_inputs
-    cfg = GANEvalConfig(metrics_optional=True, device="cpu")
+    cfg = GanMetricsConfig(metrics_optional=True, device="cpu")
     with caplog.at_level(logging.WARNING, logger="cxrgen.metrics.gan_metrics"):
         table = evaluate_gan(
             generated, *store, tmp_path / "a", cfg, root / "classifier", progress=False
@@ -497,7 +497,7 @@ def test_optional_metrics_become_unavailable_and_nothing_else_changes(
         generated,
         *store,
         tmp_path / "b",
-        GANEvalConfig(metrics=("fid_cxr",), device="cpu"),
+        GanMetricsConfig(metrics=("fid_cxr",), device="cpu"),
         root / "classifier",
         progress=False,
     )
@@ -508,8 +508,10 @@ def test_optional_metrics_become_unavailable_and_nothing_else_changes(
     assert (missing.query("metric == 'fid'")[keys[1:]].to_numpy() == cxr[keys[1:]].to_numpy()).all()
     assert (tmp_path / "a" / "gan_metrics.png").exists()
     with pytest.raises(weights.WeightsMissing, match="pt_inception"):
-        evaluate_gan(generated, *store, tmp_path / "c", GANEvalConfig(device="cpu"), progress=False)
-    strict = GANEvalConfig(metrics=("fid_stargan_v2",), device="cpu")
+        evaluate_gan(
+            generated, *store, tmp_path / "c", GanMetricsConfig(device="cpu"), progress=False
+        )
+    strict = GanMetricsConfig(metrics=("fid_stargan_v2",), device="cpu")
     with pytest.raises(weights.WeightsMissing, match="inception_v3_google-0cc3c7bd.pth"):
         evaluate_gan(generated, *store, tmp_path / "d", strict, progress=False)
 

@@ -11,10 +11,12 @@ smk = snakemake  # noqa: F821  (injected by Snakemake's script directive)
 with logs.stage_log(smk.log[0]), claim_device():
     import torch
 
-    from cxrgen.metrics.gan_metrics import GANEvalConfig, evaluate_gan
+    from cxrgen.metrics.gan_metrics import GanMetricsConfig, evaluate_gan
 
     torch.set_num_threads(smk.threads)
-    cfg = from_mapping(GANEvalConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.gan_eval")
+    cfg = from_mapping(
+        GanMetricsConfig, smk.params.cfg, f"datasets.{smk.wildcards.dataset}.gan_metrics"
+    )
     classifier = smk.input.get("classifier")
     evaluate_gan(
         {"stargan": Path(smk.input.stargan).parent, "dcgan": Path(smk.input.dcgan).parent},

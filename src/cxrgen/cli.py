@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_train)
 
     from cxrgen.gan.generate_synthetic import GenerateConfig
-    from cxrgen.metrics.gan_metrics import GANEvalConfig
+    from cxrgen.metrics.gan_metrics import GanMetricsConfig
 
     p = sub.add_parser("generate-synthetic", help="synthetic set from a trained GAN")
     p.add_argument("--model", required=True, type=Path, help="trained StarGAN or DCGAN folder")
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True, type=Path)
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--classifier", type=Path, help="guidance classifier folder (fid_cxr)")
-    add_config_flags(p, GANEvalConfig)
+    add_config_flags(p, GanMetricsConfig)
     p.set_defaults(func=cmd_gan_metrics)
     return parser
 

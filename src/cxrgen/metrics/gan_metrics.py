@@ -77,7 +77,7 @@ FID_DIMS = (64, 192, 768, 2048)
 
 
 @dataclass(frozen=True)
-class GANEvalConfig:
+class GanMetricsConfig:
     """FID / LPIPS evaluation of generated sets.
 
     metrics: any of 'fid' (pytorch-fid's TF FID Inception), 'fid_stargan_v2' (torchvision's
@@ -135,13 +135,13 @@ class EvalContext:
     sets: dict[str, GeneratedSet]
     real_images: np.ndarray
     real_rows: dict[str, np.ndarray]  # target domain -> store rows of the real images
-    cfg: GANEvalConfig
+    cfg: GanMetricsConfig
     device: torch.device
     classifier_dir: Path | None
     progress: bool
 
 
-def network_of(metric: str, cfg: GANEvalConfig) -> str:
+def network_of(metric: str, cfg: GanMetricsConfig) -> str:
     """The ``network`` column of a metric's rows: the network and protocol that made them."""
     block = f", {cfg.fid_dims}-d block" if cfg.fid_dims != 2048 else ""
     if metric == "fid":
@@ -253,7 +253,7 @@ def unavailable_rows(ctx: EvalContext, metric: str) -> list[dict]:
     return rows
 
 
-def _real_rows(store_dir: Path, split_dir: Path, cfg: GANEvalConfig):
+def _real_rows(store_dir: Path, split_dir: Path, cfg: GanMetricsConfig):
     real = load_split(store_dir, split_dir, cfg.real_split)
     out = {}
     for c, name in enumerate(real.classes):
@@ -270,7 +270,7 @@ def evaluate_gan(
     store_dir: str | Path,
     split_dir: str | Path,
     out_dir: str | Path,
-    cfg: GANEvalConfig,
+    cfg: GanMetricsConfig,
     classifier_dir: str | Path | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
