@@ -202,6 +202,18 @@ def cmd_run_summary(args: argparse.Namespace) -> None:
     run_summary(pairs(args.evaluation), pairs(args.gan_metrics), args.output)
 
 
+def cmd_weights(args: argparse.Namespace) -> None:
+    from cxrgen.metrics import weights
+
+    if args.action == "download":
+        weights.download_weights(args.dir, progress=not args.quiet)
+    checks = weights.check_weights([args.dir] if args.dir else [])
+    for check in checks:
+        (log.info if check.ok else log.warning)("%s", check.line())
+    if not all(check.ok for check in checks):
+        raise CxrgenError("weight files missing or corrupt: run `cxrgen weights download`")
+
+
 def add_evaluation_inputs(p: argparse.ArgumentParser, classifier_help: str) -> None:
     """The inputs the evaluate and figures commands share."""
     p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
@@ -332,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", type=Path, help="guidance classifier folder (fid_cxr)")
     add_config_flags(p, GanMetricsConfig)
     p.set_defaults(func=cmd_gan_metrics)
+
+    p = sub.add_parser("weights", help="fetch (download) or list (check) the FID/LPIPS weights")
+    p.add_argument("action", choices=("download", "check"))
+    p.add_argument("--dir", type=Path, help="folder instead of the torch hub cache")
+    p.set_defaults(func=cmd_weights)
     return parser
 
 

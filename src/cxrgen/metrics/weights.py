@@ -1,4 +1,4 @@
-"""Pretrained weights of the evaluation networks, located on disk and never downloaded.
+"""Pretrained weights of the evaluation networks, located on disk; the pipeline downloads none.
 
 - FID: pytorch-fid's InceptionV3 needs ``pt_inception-2015-12-05-6726825d.pth`` (the TF FID
   Inception ported to PyTorch), which pytorch-fid would fetch into the torch hub cache.
@@ -15,14 +15,22 @@ folders searched and where to get it. The networks are then built through pytorc
 lpips' own constructors with their download hooks pointed at the located files, so nothing
 ever reaches the network. ``random_init=True`` builds the same networks with seeded random
 weights (tests, benchmarks, smoke runs): real code paths, meaningless numbers.
+
+Fetching is a separate, explicit step: ``cxrgen weights download [--dir D]`` puts the three
+ImageNet files into the hub cache (or D) with torch.hub's own downloader, checking each file's
+sha256 against the prefix in its name; ``cxrgen weights check [--dir D]`` lists what is present
+where (:func:`download_weights`, :func:`check_weights`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import http.client
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,10 +75,128 @@ def locate(filename: str, url: str, extra_dirs: Sequence[str | Path] = ()) -> Pa
             return folder / filename
     raise WeightsMissing(
         f"pretrained weights {filename} not found; looked in "
-        f"{', '.join(str(f) for f in folders)}. Nothing is downloaded: copy {url} into "
-        f"{hub_checkpoints_dir()} (or the folder of config weights_dir), or set "
-        f"metrics_optional: true to report these metrics as unavailable"
+        f"{', '.join(str(f) for f in folders)}. The pipeline downloads nothing: run `cxrgen "
+        f"weights download` (or copy {url} into {hub_checkpoints_dir()} or the folder of "
+        f"config weights_dir), or set metrics_optional: true to report these metrics as "
+        f"unavailable"
     )
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable weight file. ``hash_prefix`` is read from the name as torch.hub reads it
+    (``torch.hub.HASH_REGEX``, the ``<name>-<sha256 prefix>.<ext>`` convention that
+    ``load_state_dict_from_url(check_hash=True)`` compares): the file's sha256 must start with it.
+    """
+
+    key: str
+    filename: str
+    url: str
+    used_by: str
+
+    @property
+    def hash_prefix(self) -> str:
+        match = torch.hub.HASH_REGEX.search(self.filename)
+        if match is None or not match.group(1):
+            raise ValueError(f"{self.filename} carries no sha256 prefix in its name")
+        return match.group(1)
+
+
+# The hash each file is checked with (the sha256 of the whole file must start with):
+# - pt_inception-2015-12-05-6726825d.pth: 6726825d. pytorch-fid loads FID_WEIGHTS_URL with
+#   load_state_dict_from_url and check_hash off, so neither it nor torch checks this file; its
+#   name follows torch.hub's convention, and HASH_REGEX reads 6726825d from it (not the dates);
+#   published records of this 95,628,359-byte file give its sha256 as 6726825d0af5f729...
+# - inception_v3_google-0cc3c7bd.pth: 0cc3c7bd; alexnet-owt-7be5be79.pth: 7be5be79 (torchvision's
+#   published files, named by torch.hub's convention; torchvision loads them with check_hash off).
+WEIGHT_FILES: tuple[WeightFile, ...] = (
+    WeightFile("fid_inception", INCEPTION_FILE, INCEPTION_URL, "fid (pytorch-fid)"),
+    WeightFile("tv_inception", TV_INCEPTION_FILE, TV_INCEPTION_URL, "fid_stargan_v2"),
+    WeightFile("alexnet", ALEXNET_FILE, ALEXNET_URL, "lpips"),
+)
+HASH_OK, HASH_MISMATCH, MISSING = "present, hash ok", "present, hash MISMATCH", "missing"
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class WeightCheck:
+    """Where one weight file was looked for and what was found: ``path`` is the file found (the
+    one the pipeline would load) or None; ``looked_at`` every path tried, in order."""
+
+    weight: WeightFile
+    status: str
+    path: Path | None
+    looked_at: tuple[Path, ...]
+    sha256: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == HASH_OK
+
+    def line(self) -> str:
+        where = str(self.path) if self.path else "looked at " + ", ".join(map(str, self.looked_at))
+        got = f" (sha256 {self.sha256[:16]}..., expected {self.weight.hash_prefix}...)"
+        extra = got if self.status == HASH_MISMATCH else ""
+        return f"{self.weight.filename} [{self.weight.used_by}]: {self.status}{extra}: {where}"
+
+
+def check_weights(extra_dirs: Sequence[str | Path] = ()) -> list[WeightCheck]:
+    """Each of :data:`WEIGHT_FILES` looked up as :func:`locate` does (``extra_dirs``, then the hub
+    cache), and the sha256 of the file found compared with the prefix in its name."""
+    folders = [Path(d) for d in extra_dirs if str(d)] + [hub_checkpoints_dir()]
+    checks = []
+    for weight in WEIGHT_FILES:
+        looked_at = tuple(folder / weight.filename for folder in folders)
+        path = next((p for p in looked_at if p.is_file()), None)
+        if path is None:
+            checks.append(WeightCheck(weight, MISSING, None, looked_at))
+            continue
+        digest = sha256_of(path)
+        status = HASH_OK if digest.startswith(weight.hash_prefix) else HASH_MISMATCH
+        checks.append(WeightCheck(weight, status, path, looked_at, digest))
+    return checks
+
+
+def download_weights(target_dir: str | Path | None = None, progress: bool = True) -> Path:
+    """Fetch every file of :data:`WEIGHT_FILES` not already in ``target_dir`` (default the hub
+    cache) with a good hash, by ``torch.hub.download_url_to_file`` (temp file + rename, sha256
+    checked against the name's prefix). Files that fail are named together in one CxrgenError
+    (offline machines: copy them into the folder by hand). Returns the folder."""
+    folder = Path(target_dir) if target_dir else hub_checkpoints_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    failed = []
+    for weight in WEIGHT_FILES:
+        dst = folder / weight.filename
+        if dst.is_file() and sha256_of(dst).startswith(weight.hash_prefix):
+            log.info("%s already in %s, hash ok", weight.filename, folder)
+            continue
+        log.info("downloading %s into %s", weight.url, folder)
+        try:
+            torch.hub.download_url_to_file(
+                weight.url, str(dst), hash_prefix=weight.hash_prefix, progress=progress
+            )
+        except (OSError, http.client.HTTPException) as exc:  # URLError is an OSError
+            failed.append(f"{weight.url} ({type(exc).__name__}: {exc})")
+        except RuntimeError as exc:  # torch.hub: sha256 does not start with the prefix
+            failed.append(f"{weight.url} (downloaded, but {exc}; nothing was written)")
+    if failed:
+        raise CxrgenError(
+            f"could not download {len(failed)} of {len(WEIGHT_FILES)} weight files into "
+            f"{folder}: {'; '.join(failed)}. Without internet access, copy the files by hand "
+            f"into {folder} (same names) and run `cxrgen weights check"
+            + (f" --dir {folder}`" if target_dir else "`")
+        )
+    log.info("all %d weight files in %s", len(WEIGHT_FILES), folder)
+    if target_dir:
+        log.info("the pipeline looks there with the config key weights_dir: %s", folder)
+    return folder
 
 
 def lpips_linear_weights() -> Path:
