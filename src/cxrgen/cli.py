@@ -214,6 +214,13 @@ def cmd_weights(args: argparse.Namespace) -> None:
         raise CxrgenError("weight files missing or corrupt: run `cxrgen weights download`")
 
 
+def cmd_apply(args: argparse.Namespace) -> None:
+    from cxrgen.apply import apply
+
+    apply(args.model_dir, args.input, args.output, args.method, args.scale, args.device,
+          not args.quiet)  # fmt: skip
+
+
 def add_evaluation_inputs(p: argparse.ArgumentParser, classifier_help: str) -> None:
     """The inputs the evaluate and figures commands share."""
     p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
@@ -329,6 +336,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="figure folder to write")
     add_config_flags(p, FiguresConfig)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("apply", help="a finished run's model on new images (no labels needed)")
+    p.add_argument("--model-dir", required=True, type=Path, help="RESULTS/models/DATASET")
+    p.add_argument("--input", required=True, type=Path, help="folder or file of DICOM/PNG/JPEG")
+    p.add_argument("--output", required=True, type=Path)
+    p.add_argument("--method", help="instead of the run's calibration-chosen method")
+    p.add_argument("--scale", type=float, help="instead of the run's chosen scale")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_apply)
 
     p = sub.add_parser("run-summary", help="one table with every data set's headline numbers")
     p.add_argument("--evaluation", nargs="*", metavar="DATASET=SUMMARY_PARQUET")

@@ -155,12 +155,16 @@ def invert_split(
     out_dir: str | Path,
     cfg: InvertConfig,
     progress: bool = True,
+    labelled_only: bool = True,
 ) -> pd.DataFrame:
-    """Invert every labelled image of ``cfg.splits``; return the index table (also written)."""
+    """Invert every labelled image of ``cfg.splits``; return the index table (also written).
+
+    ``labelled_only`` False: also unlabelled images (``cxrgen apply``; label-blind conditioning).
+    """
     model_dir, store_dir, split_dir, out_dir = map(Path, (model_dir, store_dir, split_dir, out_dir))
     device = resolve_device(cfg.device)
     unet, scheduler, classes = load_diffusion(model_dir, device)
-    images = image_set(store_dir, split_dir, cfg.splits)
+    images = image_set(store_dir, split_dir, cfg.splits, labelled_only)
     check_model_fits(unet, classes, images)
     traj = trajectory(scheduler, cfg.steps, cfg.depth)
     log.info(

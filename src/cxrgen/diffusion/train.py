@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
+from cxrgen import io
 from cxrgen.data.store import load_split
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import build_scheduler, build_unet, check_unet_geometry
@@ -59,6 +60,13 @@ def diffusion_loss(
     x_t = scheduler.add_noise(x0, noise, t)
     pred = model(x_t, t, class_labels=labels).sample
     return F.mse_loss(pred.float(), noise.float()), {}
+
+
+def stored_preprocessing(store_dir: Path) -> dict | None:
+    """The preprocessing config of the training store (what ``cxrgen apply`` repeats on new
+    images); None for a store without provenance."""
+    path = store_dir / "provenance.json"
+    return io.read_json(path).get("config") if path.exists() else None
 
 
 def train_diffusion(
@@ -146,7 +154,12 @@ def train_diffusion(
         save=save,
         write_samples=write_samples,
         checkpoint_dir=checkpoint_dir,
-        provenance_extra=dict(store=str(store_dir), split=str(split_dir), null_class=k),
+        provenance_extra=dict(
+            store=str(store_dir),
+            split=str(split_dir),
+            null_class=k,
+            preprocess=stored_preprocessing(store_dir),
+        ),  # fmt: skip
         progress=progress,
     )
     return outcome.history

@@ -76,11 +76,27 @@ def _test_row(section, label, table, chosen, keys, test, name, **fixed) -> dict 
                 r.get("ci_high", np.nan), test)  # fmt: skip
 
 
+def chosen_detection(det: pd.DataFrame, cal: str) -> pd.Series | None:
+    """The (method, scale, statistic) row of the best calibration AUROC (what ``cxrgen apply``
+    scores new images with); None when there is none."""
+    auroc = det[det["metric"] == "auroc"]
+    measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
+    return _choose(measured[measured["split"] == cal], ["method", "scale", "statistic"])
+
+
+def chosen_severity(sev: pd.DataFrame, cal: str, score: str) -> pd.Series | None:
+    """The (method, scale, feature_set) row of the best calibration Spearman of ``score``
+    among the opacity images (the classifier baseline excluded); None when there is none."""
+    rho = sev[(sev["metric"] == "spearman") & (sev["score"] == score) & (sev["split"] == cal)]
+    rho = rho[(rho["method"] != "classifier") & (rho["subset"] == "opacity images")]
+    return _choose(rho, ["method", "scale", "feature_set"])
+
+
 def _detection(det: pd.DataFrame, cal: str, test: str) -> tuple[list[dict], pd.Series | None]:
     rows, auroc = [], det[det["metric"] == "auroc"]
     measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
     keys = ["method", "scale", "statistic"]
-    best = _choose(measured[measured["split"] == cal], keys)
+    best = chosen_detection(det, cal)
     if best is not None:
         name = setting_name(best["method"], best["scale"], best["statistic"])
         for metric in ("auroc", "ap"):
@@ -162,12 +178,9 @@ def _severity(sev: pd.DataFrame, cal: str, test: str) -> list[dict]:
     rows = []
     if sev.empty:
         return rows
-    rho = sev[sev["metric"] == "spearman"]
     keys = ["method", "scale", "feature_set"]
     for score in ("extent_total", "opacity_total"):
-        per = rho[(rho["score"] == score) & (rho["split"] == cal)]
-        baseline = per["method"] == "classifier"
-        chosen = _choose(per[~baseline & (per["subset"] == "opacity images")], keys)
+        chosen = chosen_severity(sev, cal, score)
         if chosen is not None:
             name = f"{setting_name(chosen['method'], chosen['scale'])}, {chosen['feature_set']}"
             for metric, subset, label in (

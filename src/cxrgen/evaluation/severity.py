@@ -202,7 +202,7 @@ def severity_cv(
             if n < MIN_ROWS:
                 log.warning("%s / %s: %d usable rows, no fit", set_name, score, n)
             else:
-                model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+                model = regression()
                 split = _splitter(groups[keep], folds, seed)
                 pred = cross_val_predict(model, x[keep], y[keep], groups=groups[keep], cv=split)
                 pred = np.clip(pred, 0.0, top)
@@ -269,6 +269,38 @@ def _spearman_boot(pred: np.ndarray, true: np.ndarray, weights: np.ndarray) -> n
     return out
 
 
+def regression():
+    """The severity regression (unfitted): standardised ridge, its alpha by leave-one-out over
+    :data:`RIDGE_ALPHAS`; what :func:`severity_cv`, :func:`transfer_table` and
+    :func:`predict_scores` fit."""
+    return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
+
+
+def predict_scores(
+    fit_features: pd.DataFrame,
+    fit_targets: pd.DataFrame,
+    features: pd.DataFrame,
+    names: list[str],
+    scores: list[str],
+) -> pd.DataFrame:
+    """Each RALO score of ``scores`` predicted for ``features`` by the regression on feature
+    ``names`` fitted on ``fit_*`` (usable rows), clipped to the score's range; NaN where a
+    score has fewer than MIN_ROWS usable fitting rows or a row's features are not finite."""
+    out = pd.DataFrame(index=range(len(features)))
+    for score in scores:
+        sides, top = SCORES[score]
+        x_fit, y_fit = _matrix(fit_features, names, sides), fit_targets[score].to_numpy(float)
+        keep = np.isfinite(y_fit) & np.isfinite(x_fit).all(axis=1)
+        x = _matrix(features, names, sides)
+        pred = np.full(len(features), np.nan)
+        ok = np.isfinite(x).all(axis=1)
+        if keep.sum() >= MIN_ROWS and ok.any():
+            model = regression().fit(x_fit[keep], y_fit[keep])
+            pred[ok] = np.clip(model.predict(x[ok]), 0.0, top)
+        out[score] = pred
+    return out
+
+
 def transfer_table(
     fit_features: pd.DataFrame,
     fit_targets: pd.DataFrame,
@@ -308,8 +340,7 @@ def transfer_table(
             n = int(keep.sum())
             values = {"spearman": (np.nan, np.nan, np.nan), "mae": (np.nan, np.nan, np.nan)}
             if fit_keep.sum() >= MIN_ROWS and n >= MIN_ROWS:
-                model = make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
-                model.fit(x_fit[fit_keep], y_fit[fit_keep])
+                model = regression().fit(x_fit[fit_keep], y_fit[fit_keep])
                 pred = np.clip(model.predict(x[keep]), 0.0, top)
                 true = y[keep]
                 ci_rho = ci_mae = (np.nan, np.nan)
