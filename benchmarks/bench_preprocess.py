@@ -24,6 +24,11 @@ levels of 255 (max and mean absolute), and the per-image cost of both paths.
     uv run --frozen python benchmarks/bench_preprocess.py --n 200 --size 64 --threads 2
     uv run --frozen python benchmarks/bench_preprocess.py --kinds jpeg --square \
         --native 1024 --size 256 --n 200 --threads 2      # the RSNA download's format
+    uv run --frozen python benchmarks/bench_preprocess.py --rle --n 8 --native 1024 --repeat 3
+
+``--rle`` only times pydicom's RLE Lossless decoder plugins (pure-Python
+"pydicom" vs "pylibjpeg", i.e. pylibjpeg-rle) on pydicom's RLE test files and
+on --n generated 12-bit RLE files of --native px, and checks they agree.
 """
 
 from __future__ import annotations
@@ -230,6 +235,52 @@ def path_costs(paths: list[Path], size: int) -> tuple[float, float]:
     return full, (time.perf_counter() - start) / len(paths)
 
 
+def compare_rle_plugins(folder: Path, n: int, native: int, repeat: int) -> None:
+    """Time pydicom's RLE decoder plugins on pydicom's RLE test files and ``n`` generated
+    native x native 12-bit RLE files: "pydicom" (pure Python) vs "pylibjpeg" (pylibjpeg-rle)."""
+    from pydicom.data import get_testdata_file
+    from pydicom.pixels import get_decoder, pixel_array
+
+    plugins = [
+        p for p in ("pydicom", "pylibjpeg") if p in get_decoder(RLELossless).available_plugins
+    ]
+    root = Path(get_testdata_file("CT_small.dcm")).parent
+    groups: dict[str, list[Path]] = {"pydicom's RLE test files": []}
+    for path in sorted(root.rglob("*.dcm")):
+        try:
+            syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+        except Exception:  # test files that do not parse are no RLE files
+            continue
+        if syntax == RLELossless:
+            groups["pydicom's RLE test files"].append(path)
+    rng = np.random.default_rng(0)
+    groups[f"{n} generated {native} px 12-bit"] = []
+    for i in range(n):
+        path = folder / f"rle{i:03d}.dcm"
+        synthetic_dicom(path, "rle", native, native, rng)
+        groups[f"{n} generated {native} px 12-bit"].append(path)
+    print(f"RLE Lossless decoder plugins available: {plugins}")
+    for name, paths in groups.items():
+        sets = [pydicom.dcmread(p) for p in paths]
+        times, arrays = {}, {}
+        for plugin in plugins:
+            arrays[plugin] = [pixel_array(ds, decoding_plugin=plugin) for ds in sets]
+            times[plugin] = timed(
+                lambda plugin=plugin, sets=sets: [
+                    pixel_array(d, decoding_plugin=plugin) for d in sets
+                ],
+                repeat,
+            )
+        same = (
+            all(np.array_equal(a, b) for a, b in zip(*arrays.values(), strict=True))
+            if len(arrays) == 2
+            else None
+        )
+        text = ", ".join(f"{k} {1e3 * v / len(sets):.2f} ms/file" for k, v in times.items())
+        ratio = times["pydicom"] / times["pylibjpeg"] if len(times) == 2 else float("nan")
+        print(f"{name} ({len(sets)}): {text}; ratio {ratio:.1f}x; identical arrays: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="number of DICOM files")
@@ -241,7 +292,14 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="workers")
     parser.add_argument("--repeat", type=int, default=1, help="best of this many runs")
+    parser.add_argument(
+        "--rle", action="store_true", help="only compare pydicom's RLE decoder plugins"
+    )
     args = parser.parse_args()
+    if args.rle:
+        with tempfile.TemporaryDirectory(prefix="bench_rle_") as tmp:
+            compare_rle_plugins(Path(tmp), args.n, args.native, args.repeat)
+        return
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown or not kinds:
