@@ -233,8 +233,8 @@ def apply(
 ) -> pd.DataFrame:
     """Score the images of ``input_path`` with the run of ``model_dir``; return the table."""
     run, input_path, out_dir = Run(Path(model_dir)), Path(input_path), Path(out_dir)
-    classes = read_classes(run.model_dir / "diffusion" / CLASSES_FILE)
     pre = preprocess_config(run)
+    classes = read_classes(run.model_dir / "diffusion" / CLASSES_FILE)
     settings = chosen_settings(run, method, scale)
     store, split = out_dir / "store", out_dir / "split"
     with tempfile.TemporaryDirectory() as tmp:
