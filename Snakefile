@@ -29,6 +29,7 @@ include: "rules/diffusion.smk"
 include: "rules/gan.smk"
 include: "rules/counterfactual.smk"
 include: "rules/evaluate.smk"
+include: "rules/apply.smk"
 
 
 rule all:
@@ -42,8 +43,10 @@ rule all:
             model=["diffusion", "classifier"],
         ),
         expand(
-            "results/metrics/{dataset}/gan_metrics.parquet", dataset=GAN_METRICS_DATASETS
+            "results/metrics/{dataset}/gan_metrics.parquet",
+            dataset=GAN_METRICS_DATASETS,
         ),
         counterfactual_targets("scores.parquet"),
         evaluate_targets(),
+        apply_targets(),
         "results/summary.parquet",

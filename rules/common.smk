@@ -208,3 +208,29 @@ def run_summary_inputs(wildcards):
         }
     )
     return inputs
+
+
+def apply_cfg(wildcards):
+    return config.get("apply", {})[wildcards.name]
+
+
+def apply_inputs(wildcards):
+    """The model data set's diffusion model, classifier and evaluation (its choices)."""
+    d, res = apply_cfg(wildcards)["model"], RESULTS
+    if d not in DIFFUSION_DATASETS:
+        raise WorkflowError(
+            f"apply.{wildcards.name}.model: '{d}' is not a data set that trains a diffusion "
+            f"model (those are: {', '.join(DIFFUSION_DATASETS) or 'none'})"
+        )
+    return {
+        "unet": f"{res}/models/{d}/diffusion/unet/diffusion_pytorch_model.safetensors",
+        "classifier": f"{res}/models/{d}/classifier/model.safetensors",
+        "summary": f"{res}/metrics/{d}/counterfactual/summary.parquet",
+        "images": os.path.expanduser(str(apply_cfg(wildcards)["input"])),
+    }
+
+
+def apply_targets():
+    return [
+        f"{RESULTS}/apply/{name}/scores.parquet" for name in config.get("apply", {})
+    ]

@@ -79,3 +79,21 @@ def test_an_input_without_usable_images_names_itself(tmp_path, kind):
     assert str(source) in str(err.value)
     if kind == "junk":  # the file and why it was refused
         assert "a.dcm" in str(err.value) and "DICOM" in str(err.value)
+
+
+def test_the_workflow_plans_one_apply_job_per_named_input(tmp_path):
+    from workflow_helpers import overlay, planned_jobs, snakemake
+
+    images = tmp_path / "new_images"
+    images.mkdir()
+    cfg = overlay(tmp_path / "apply.yaml", {"apply": {"ward": {"model": "rsna",
+                                                               "input": str(images)}}})  # fmt: skip
+    jobs = planned_jobs(tmp_path / "run", "results/apply/ward/scores.parquet", configs=(cfg,))
+    assert jobs["apply"] == 1 and jobs["evaluate"] == 1  # after the run's own choices
+    bad = overlay(tmp_path / "bad.yaml", {"apply": {"ward": {"model": "covidqu",
+                                                             "input": str(images)}}})  # fmt: skip
+    proc = snakemake(tmp_path / "run", "--dry-run", configs=(bad,), check=False)
+    assert proc.returncode != 0
+    assert "apply.ward.model: 'covidqu' is not a data set that trains a diffusion model" in (
+        proc.stdout + proc.stderr
+    )
