@@ -334,3 +334,56 @@ def test_gan_artefacts(smoke_run):
     assert np.isfinite(per_target.value).all() and (per_target.value >= 0).all()
     assert (per_target[per_target.metric == "fid_cxr"].status == "ok").all()
     assert (res / "metrics" / "covidqu" / "gan_metrics.png").stat().st_size > 10_000
+
+
+def test_apply_scores_unseen_images_with_the_runs_choices(smoke_run, tmp_path):
+    """cxrgen apply on phantom DICOMs no split has seen: one row per usable file, the junk
+    ones rejected with a reason, the run's calibration-chosen setting, overlays, RALO scores."""
+    import subprocess
+    import sys
+
+    res = smoke_run / "results"
+    new = tmp_path / "new"
+    env = {**os.environ, "MPLBACKEND": "Agg"}
+    cli = [sys.executable, "-m", "cxrgen.cli", "-q"]
+    subprocess.run([*cli, "phantoms", "rsna", "--output", str(new), "--seed", "99",
+                    "--n-patients", "3", "--max-images-per-patient", "1", "--min-size", "48",
+                    "--max-size", "64", "--n-corrupt", "1"], check=True, env=env)  # fmt: skip
+    images = new / "stage_2_train_images"
+    out = tmp_path / "applied"
+    subprocess.run([*cli, "apply", "--model-dir", str(res / "models" / "rsna"), "--input",
+                    str(images), "--output", str(out), "--device", "cpu"],
+                   check=True, env=env)  # fmt: skip
+    table = pd.read_parquet(out / "scores.parquet")
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert len(table) + len(rejected) == len(list(images.iterdir())) and len(rejected) >= 1
+    assert rejected["reason"].str.len().min() > 10
+    seen = set(pd.read_parquet(res / "splits" / "rsna" / "split.parquet")["image_id"])
+    assert seen.isdisjoint(table["image_id"])
+    summary = pd.read_parquet(res / "metrics" / "rsna" / "counterfactual" / "summary.parquet")
+    chosen = summary[summary["metric"] == "AUROC, setting chosen on calibration"].iloc[0]
+    method, scale, statistic = chosen["setting"].split()
+    assert (table["method"] == method).all() and (table["scale"] == float(scale)).all()
+    assert (table["statistic"] == statistic).all()
+    folder = out / "counterfactuals" / method / scale
+    scores = pd.read_parquet(folder / "scores.parquet")
+    np.testing.assert_array_equal(table["score"], scores[statistic])
+    diff = np.load(folder / "diff.npy")
+    # the per-lung features are the image halves of the same map (patient's right: image left)
+    np.testing.assert_allclose(table["right_sum_abs"], np.abs(diff[:, :, :16]).sum(axis=(1, 2)),
+                               rtol=1e-5)  # fmt: skip
+    predicted = [c for c in table.columns if c.startswith("predicted_")]
+    assert {"predicted_extent_total", "predicted_opacity_total"} <= set(predicted)
+    assert np.isfinite(table[predicted].to_numpy()).all()  # fitted on the run's calibration
+    for image_id in table["image_id"]:
+        overlay_png = plt_image(out / "images" / f"{image_id}_overlay.png")
+        assert overlay_png.shape[:2] == (32, 32)
+        assert np.abs(overlay_png[..., 0] - overlay_png[..., 2]).max() > 0.05  # coloured map
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["preprocess"]["size"] == 32 and provenance["preprocess"]["labels_csv"] is None
+
+
+def plt_image(path: Path) -> np.ndarray:
+    import matplotlib.image
+
+    return matplotlib.image.imread(path)
