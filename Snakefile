@@ -29,6 +29,7 @@ include: "rules/diffusion.smk"
 include: "rules/gan.smk"
 include: "rules/counterfactual.smk"
 include: "rules/evaluate.smk"
+include: "rules/lungseg.smk"
 include: "rules/apply.smk"
 
 
@@ -48,5 +49,6 @@ rule all:
         ),
         counterfactual_targets("scores.parquet"),
         evaluate_targets(),
+        lungseg_targets(),
         apply_targets(),
         "results/summary.parquet",

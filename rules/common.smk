@@ -234,3 +234,30 @@ def apply_targets():
     return [
         f"{RESULTS}/apply/{name}/scores.parquet" for name in config.get("apply", {})
     ]
+
+
+# Lung segmentation (rules/lungseg.smk)
+
+
+def lung_masks_source(wildcards):
+    """The data set whose lung segmenter predicts this one's masks (its lungseg section)."""
+    source = dataset_cfg(wildcards).get("lung_masks_from")
+    if source not in config["datasets"] or "lungseg" not in config["datasets"][source]:
+        raise WorkflowError(
+            f"datasets.{wildcards.dataset}.lung_masks_from: '{source}' is not a data set "
+            "with a lungseg section to train the lung segmenter on"
+        )
+    return source
+
+
+def lungseg_targets():
+    """Every lung segmenter and every data set's predicted lung masks (with their Dice)."""
+    return [
+        f"{RESULTS}/models/{d}/lungseg/model.safetensors"
+        for d in DATASETS
+        if "lungseg" in config["datasets"][d]
+    ] + [
+        f"{RESULTS}/lung_masks/{d}/dice_summary.parquet"
+        for d in DATASETS
+        if config["datasets"][d].get("lung_masks_from")
+    ]

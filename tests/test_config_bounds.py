@@ -56,6 +56,7 @@ SECTIONS = {
     "counterfactual": "CounterfactualConfig",
     "evaluate": "EvaluateConfig",
     "figures": "FiguresConfig",
+    "lungseg": "LungSegTrainConfig",
 }
 # keys of a data set that are no dataclass section, and why
 NOT_SECTIONS = {
@@ -64,6 +65,7 @@ NOT_SECTIONS = {
     "phantoms": "rsna_phantoms or covidqu_phantoms by layout (both in SECTIONS)",
     "guidance_scales": "lists of scales, one job each (read by the rules, not a dataclass)",
     "fid_cxr_classifier": "the name of a data set (a string)",
+    "lung_masks_from": "the name of the data set whose lung segmenter predicts the masks",
 }
 
 # drift whose fix belongs in a file outside this change: strict, so the fix flags the entry
@@ -76,7 +78,7 @@ KNOWN_DRIFT = {
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 BIG = 10**6  # a value far out on a side the schema leaves open (divisible by 8, 16 and 64)
 # companions a probed value needs to be valid at all, by (section, key)
-TRAINED = ("diffusion", "classifier", "stargan", "dcgan")
+TRAINED = ("diffusion", "classifier", "stargan", "dcgan", "lungseg")
 UNET = ("diffusion", "classifier")
 CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     **{(s, "warmup_steps"): {"max_steps": BIG} for s in TRAINED},
@@ -88,6 +90,8 @@ CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     **{(s, "attention_head_dim"): {"block_out_channels": [BIG]} for s in UNET},
     **{(s, "base_dim"): {"max_conv_dim": BIG} for s in ("stargan", "dcgan")},
     **{(s, "max_conv_dim"): {"base_dim": 1} for s in ("stargan", "dcgan")},
+    ("lungseg", "block_out_channels"): {"norm_num_groups": 1},
+    ("lungseg", "norm_num_groups"): {"block_out_channels": [BIG]},
     ("preprocess", "hash_patient_id"): {"patient_id_salt": "salt"},
     ("rsna_phantoms", "min_size"): {"max_size": 4096},
     ("rsna_phantoms", "max_size"): {"min_size": 32},

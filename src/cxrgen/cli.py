@@ -98,7 +98,7 @@ def cmd_split(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    """train-diffusion / train-classifier / train-stargan / train-dcgan."""
+    """train-diffusion / train-classifier / train-stargan / train-dcgan / train-lungseg."""
     from cxrgen.devices import claim_device
 
     with claim_device():
@@ -117,12 +117,15 @@ def _trainers() -> dict[str, tuple[type, Callable]]:
     from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
     from cxrgen.gan.dcgan_train import train_dcgan
     from cxrgen.gan.stargan_train import train_stargan
+    from cxrgen.lungseg.config import LungSegTrainConfig
+    from cxrgen.lungseg.train import train_lungseg
 
     return {
         "train-diffusion": (DiffusionTrainConfig, train_diffusion),
         "train-classifier": (ClassifierTrainConfig, train_classifier),
         "train-stargan": (StarGANTrainConfig, train_stargan),
         "train-dcgan": (DCGANTrainConfig, train_dcgan),
+        "train-lungseg": (LungSegTrainConfig, train_lungseg),
     }
 
 
@@ -180,7 +183,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from cxrgen.evaluation.evaluate import evaluate
 
     dirs = counterfactual_dirs(args.counterfactuals)
-    evaluate(args.latents, dirs, args.store, args.output, config_from_args(args), args.classifier)
+    evaluate(args.latents, dirs, args.store, args.output, config_from_args(args),
+             args.classifier, lung_masks=args.lung_masks)  # fmt: skip
 
 
 def cmd_figures(args: argparse.Namespace) -> None:
@@ -275,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--scheduler", required=True, type=Path,
                 help="the diffusion model's scheduler/ (the classifier's only noise schedule)",
             )  # fmt: skip
-        if command in ("train-diffusion", "train-classifier"):
+        if command in ("train-diffusion", "train-classifier", "train-lungseg"):
             p.add_argument("--checkpoints", type=Path, help="checkpoint folder")
         add_config_flags(p, cls)
         p.set_defaults(func=cmd_train)
@@ -325,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics of the counterfactuals of every method / scale")
     add_evaluation_inputs(p, "guidance classifier folder (reference row)")
     p.add_argument("--output", required=True, type=Path, help="metrics folder to write")
+    p.add_argument("--lung-masks", type=Path, help="predict-lungseg's lung_masks.npy: per lung")
     add_config_flags(p, EvaluateConfig)
     p.set_defaults(func=cmd_evaluate)
 
@@ -336,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="figure folder to write")
     add_config_flags(p, FiguresConfig)
     p.set_defaults(func=cmd_figures)
+
+    from cxrgen.lungseg.command import add_predict_command
+
+    add_predict_command(sub)  # predict-lungseg
 
     p = sub.add_parser("apply", help="a finished run's model on new images (no labels needed)")
     p.add_argument("--model-dir", required=True, type=Path, help="RESULTS/models/DATASET")

@@ -49,8 +49,17 @@ from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.data.classes import HEALTHY_CLASS, POSITIVE_CLASS
 from cxrgen.data.latents import inverted_set
-from cxrgen.data.store import HEALTHY, IMAGES, LESION_MASKS, ImageSet, store_view
+from cxrgen.data.store import (
+    HEALTHY,
+    IMAGES,
+    LESION_MASKS,
+    ImageSet,
+    RowView,
+    array_path,
+    store_view,
+)
 from cxrgen.devices import check_device_name, resolve_device
+from cxrgen.errors import DataError
 from cxrgen.evaluation import detection, ground_truth, severity, spectra
 from cxrgen.evaluation.evaluation_summary import summary_table, write_summary_markdown
 from cxrgen.evaluation.held_out import design, pixel_tables, severity_tables, tagged
@@ -161,6 +170,18 @@ def classifier_table(classifier_dir: Path | None, images: ImageSet, cfg: Evaluat
     return table
 
 
+def predicted_lung_masks(path: Path, images: ImageSet) -> RowView:
+    """Predicted lung labels (one row per store row) in the order of ``images``."""
+    array = np.load(path, mmap_mode="r")
+    n_store = len(np.load(array_path(images.store_dir, IMAGES), mmap_mode="r"))
+    if array.ndim != 3 or len(array) != n_store or tuple(array.shape[1:]) != images.shape:
+        raise DataError(
+            f"lung masks {path} {array.shape} do not match the store's {n_store} images of "
+            f"{images.shape}: predict them for this store (cxrgen predict-lungseg)"
+        )
+    return RowView(array, images.table["store_row"].to_numpy())
+
+
 def evaluate(
     latents_dir: str | Path,
     counterfactual_dirs: list[str | Path],
@@ -169,8 +190,15 @@ def evaluate(
     cfg: EvaluateConfig,
     classifier_dir: str | Path | None = None,
     progress: bool = True,
+    lung_masks: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write every table of the module docstring; return the summary table."""
+    """Write every table of the module docstring; return the summary table.
+
+    ``lung_masks``: predicted lung labels of every store row (``cxrgen predict-lungseg``'s
+    ``lung_masks.npy``: 1 right, 2 left lung), read by the per-lung severity features instead
+    of the image halves. The store's own lung masks never enter a feature (the phantoms' are
+    ground truth that only scores; a real RSNA store has none).
+    """
     latents_dir, store_dir, out_dir = Path(latents_dir), Path(store_dir), Path(out_dir)
     check(len(counterfactual_dirs) >= 1, "evaluate needs at least one counterfactual folder")
     images, _, meta = inverted_set(latents_dir, store_dir)
@@ -179,6 +207,7 @@ def evaluate(
     d = design(images, store_dir, cfg)
     settings = load_settings([Path(f) for f in counterfactual_dirs], images)
     original = images.view(IMAGES)
+    masks = None if lung_masks is None else predicted_lung_masks(Path(lung_masks), images)
     tables: dict[str, pd.DataFrame] = {}
 
     scores = pd.concat([s.scores for s in settings], ignore_index=True)
@@ -224,7 +253,7 @@ def evaluate(
         parts["localisation"] += loc
         parts["ground_truth"] += gt
         if has_targets:
-            features = severity.lung_features(diff, absdiff, None, cfg.top_fraction)
+            features = severity.lung_features(diff, absdiff, masks, cfg.top_fraction)
             sev, preds = severity_tables(features, setting, d, cfg, SEVERITY_READINGS)
             parts["severity"] += sev
             parts["severity_predictions"] += preds
@@ -263,6 +292,7 @@ def evaluate(
         latents=str(latents_dir),
         counterfactuals=[str(s.folder) for s in settings],
         store=str(store_dir),
+        lung_masks=None if lung_masks is None else str(lung_masks),
         classifier=None if classifier_dir is None else str(classifier_dir),
         label_informed=label_informed,
     )

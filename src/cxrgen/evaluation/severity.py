@@ -12,9 +12,10 @@ its features carry).
 Lung sides follow the radiological convention: in a PA radiograph the patient's right lung
 appears on the IMAGE LEFT. Lung masks use labels 1 = right lung and 2 = left lung; where an
 image has no such mask (none given, or a 0/1 mask without sides) the image halves stand in:
-right lung = columns < W/2, left lung = the other columns. The evaluation passes no mask: a
-feature may only use what a real data set has, so the fixed geometric split of the image into
-halves stands in for the lungs (the phantoms' true lung masks only score).
+right lung = columns < W/2, left lung = the other columns. The evaluation passes no true mask:
+a feature may only use what a real data set has, so the fixed geometric split of the image into
+halves stands in for the lungs (the phantoms' true lung masks only score), unless it is given
+masks predicted by the lung segmenter (:mod:`cxrgen.lungseg`, ``cxrgen evaluate --lung-masks``).
 
 :func:`transfer_table` is the held-out reading: the regression fitted on the calibration
 images predicts the test images; severity is reported among the opacity images (does the map

@@ -80,12 +80,21 @@ class Augmentation:
             out = ((out - mean) * float(params[5]) + mean + float(params[4])).clamp(0, 1)
         return out
 
+    def apply_labels(self, labels: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The geometric part of :meth:`apply` on an (H, W) integer label map, by nearest
+        neighbour: a segmentation target drawn with the image's ``params`` moves with it."""
+        if not self.geometric:
+            return labels
+        warped = affine(labels[None, None].to(torch.float32), params[None, :4], mode="nearest")
+        return warped[0, 0].round().to(labels.dtype)
 
-def affine(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+
+def affine(images: torch.Tensor, params: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Rotate by angle, zoom, then shift (fractions of the side) a (B, C, H, W) batch.
 
     Rotation is about the image centre in pixel space (correct for non-square images); the
     border is replicated so no black wedges appear. No reflection is ever part of the map.
+    ``mode``: grid_sample's interpolation ('nearest' for label maps).
     """
     b, _, h, w = images.shape
     angle, zoom, tx, ty = (params[:, i].to(torch.float64) for i in range(4))
@@ -99,4 +108,4 @@ def affine(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         dim=1,
     ).to(images.dtype)
     grid = F.affine_grid(theta, [b, images.shape[1], h, w], align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return F.grid_sample(images, grid, mode=mode, padding_mode="border", align_corners=False)

@@ -37,7 +37,9 @@ class XrayDataset(Dataset):
     """Items ``(image, label)``: image float32 (1, H, W) in [-1, 1], label int64.
 
     ``dataset[i]`` is split image i unaugmented; ``dataset[(i, step, position)]`` is image i
-    augmented with parameters seeded by (seed, step, position).
+    augmented with parameters seeded by (seed, step, position). Where the split has per-pixel
+    targets (``data.targets_path``) the label is image i's (H, W) target map, moved by the
+    same geometric augmentation (nearest neighbour).
     """
 
     def __init__(self, data: SplitImages, seed: int = 0, augmentation: Augmentation | None = None):
@@ -45,12 +47,19 @@ class XrayDataset(Dataset):
         self.seed = seed
         self.augmentation = augmentation
         self._images: np.ndarray | None = None
+        self._targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.data)
 
-    def __getstate__(self):  # workers re-open the memory map instead of copying it
-        return {**self.__dict__, "_images": None}
+    def __getstate__(self):  # workers re-open the memory maps instead of copying them
+        return {**self.__dict__, "_images": None, "_targets": None}
+
+    def target(self, index: int) -> torch.Tensor:
+        """The (H, W) int64 target map of split image ``index``."""
+        if self._targets is None:
+            self._targets = np.load(self.data.targets_path, mmap_mode="r")
+        return torch.from_numpy(np.asarray(self._targets[index], dtype=np.int64))
 
     def unit_image(self, index: int) -> torch.Tensor:
         """Image ``index`` as float32 (1, H, W) in [0, 1]."""
@@ -63,11 +72,15 @@ class XrayDataset(Dataset):
             index, step, position = key
         else:
             index, step, position = key, None, None
-        image = self.unit_image(index)
+        image, params = self.unit_image(index), None
         if self.augmentation is not None and step is not None:
             params = self.augmentation.draw(generator(self.seed, Purpose.AUGMENT, step, position))
             image = self.augmentation.apply(image, params)
         label = torch.tensor(self.data.labels[index], dtype=torch.int64)
+        if self.data.targets_path is not None:
+            label = self.target(index)
+            if params is not None:
+                label = self.augmentation.apply_labels(label, params)
         return image * 2 - 1, label
 
 
