@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from workflow_helpers import ROOT, snakemake
+from workflow_helpers import ROOT, overlay, snakemake
 
 from cxrgen.code_inputs import imported_files
 
@@ -128,8 +128,11 @@ def rule_scripts() -> dict[str, Path]:
 
 
 def planned_code_inputs(workdir: Path) -> dict[str, list[set[Path]]]:
-    """Rule -> the library .py inputs of each of its jobs in a dry run of the smoke workflow."""
-    proc = snakemake(workdir, "--dry-run")
+    """Rule -> the library .py inputs of each of its jobs in a dry run of the smoke workflow
+    (with one set of new images to apply the rsna models to: the preset has none)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    new = {"apply": {"new": {"model": "rsna", "input": str(workdir)}}}
+    proc = snakemake(workdir, "--dry-run", configs=(overlay(workdir / "apply.yaml", new),))
     jobs: dict[str, list[set[Path]]] = {}
     for rule, body in re.findall(r"(?m)^rule (\w+):\n((?:    .*\n)*)", proc.stdout + proc.stderr):
         inputs = re.search(r"(?m)^    input: (.*)$", body)
