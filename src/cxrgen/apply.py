@@ -14,8 +14,10 @@ images and, with the models of a finished run (``model_dir`` = ``RESULTS/models/
    msr takes the mask threshold its run set on calibration;
 4. writes per image: the counterfactual and a PNG overlay of the anomaly map on the image
    (``images/``), and one row in ``scores.parquet`` / ``scores.csv``: the detection score,
-   per-lung severity features (image halves, as the evaluation) and predicted RALO scores
-   (the run's calibration-fitted regression, refitted here on the same calibration images).
+   per-lung severity features (in the lungs the run's lung segmenter predicts where its
+   evaluation used predicted masks, else in the image halves, as the evaluation) and
+   predicted RALO scores (the run's calibration-fitted regression, refitted here on the same
+   calibration images).
 
 Nothing is fitted on the new images and no label of theirs is read. The run's calibration
 images and their RALO scores are what the severity regression is fitted on, as in the
@@ -180,7 +182,22 @@ def _write_split(store: Path, split_dir: Path, classes: list[str]) -> None:
     write_classes(split_dir / CLASSES_FILE, classes)
 
 
-def _severity_predictions(run: Run, settings: dict[str, Setting], out_dir: Path) -> pd.DataFrame:
+def lung_masks(run: Run, store: Path, device: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(the run's predicted lung masks, the new images' masks by the same segmenter) where the
+    run's evaluation read predicted masks; (None, None) where it used the image halves."""
+    prov = run.metrics / "provenance.json"
+    used = io.read_json(prov).get("lung_masks") if prov.exists() else None
+    if not used:
+        return None, None
+    from cxrgen.lungseg.predict import predict_lung_masks  # only runs that segment lungs
+
+    model = io.read_json(Path(used).parent / "provenance.json")["model"]
+    return np.load(used, mmap_mode="r"), predict_lung_masks(model, store, device)
+
+
+def _severity_predictions(
+    run: Run, settings: dict[str, Setting], out_dir: Path, masks: tuple
+) -> pd.DataFrame:
     """Predicted RALO scores: per total, its setting's regression fitted on the run's
     calibration images (their maps and RALO scores) and applied to the new images' maps."""
     preds = []
@@ -193,11 +210,13 @@ def _severity_predictions(run: Run, settings: dict[str, Setting], out_dir: Path)
         fit_dir, new_dir = run.counterfactuals / s.folder, out_dir / "counterfactuals" / s.folder
         table = pd.read_parquet(fit_dir / "scores.parquet", columns=["split", "store_row"])
         cal = np.flatnonzero(table["split"].to_numpy() == "calibration")
+        rows = table["store_row"].to_numpy()[cal]
+        run_masks = None if masks[0] is None else np.asarray(masks[0][rows])
         fit = severity.lung_features(*(np.load(fit_dir / f"{a}.npy", mmap_mode="r")[cal]
-                                       for a in ("diff", "absdiff")))  # fmt: skip
-        targets = index.set_index("row").loc[table["store_row"].to_numpy()[cal]]
+                                       for a in ("diff", "absdiff")), run_masks)  # fmt: skip
+        targets = index.set_index("row").loc[rows]
         new = severity.lung_features(*(np.load(new_dir / f"{a}.npy", mmap_mode="r")
-                                       for a in ("diff", "absdiff")))  # fmt: skip
+                                       for a in ("diff", "absdiff")), masks[1])  # fmt: skip
         kind = total.split("_")[0]  # extent / opacity: the total and its per-lung scores
         scores = [c for c in severity.SCORES if c.startswith(kind) and c in targets]
         pred = severity.predict_scores(fit, targets.reset_index(), new, names, scores)
@@ -289,8 +308,10 @@ def apply(
         "method": det.method, "scale": det.scale, "statistic": det.statistic,
         "score": scores[det.statistic].to_numpy(),
     })  # fmt: skip
-    features = severity.lung_features(diff, absdiff).drop(columns=["row"])
-    table = pd.concat([table, features, _severity_predictions(run, settings, out_dir)], axis=1)
+    masks = lung_masks(run, store, device)
+    features = severity.lung_features(diff, absdiff, masks[1]).drop(columns=["row"])
+    predicted = _severity_predictions(run, settings, out_dir, masks)
+    table = pd.concat([table, features, predicted], axis=1)
     io.write_parquet(out_dir / "scores.parquet", table)
     io.write_text(out_dir / "scores.csv", table.to_csv(index=False))
     provenance.write(
