@@ -7,6 +7,14 @@ PHANTOM_DATASETS = [
     d for d in DATASETS if config["datasets"][d]["source"] == "phantoms"
 ]
 DIFFUSION_DATASETS = [d for d in DATASETS if "diffusion" in config["datasets"][d]]
+# datasets.X.apply_model: Y -> X is scored by Y's models and trains none (checked below)
+APPLY_MODEL = {
+    d: config["datasets"][d]["apply_model"]
+    for d in DATASETS
+    if config["datasets"][d].get("apply_model")
+}
+# the data sets with counterfactuals: each diffusion data set and each one scored by one
+SCORED_DATASETS = sorted(DIFFUSION_DATASETS + list(APPLY_MODEL))
 GAN_METRICS_DATASETS = [d for d in DATASETS if "gan_metrics" in config["datasets"][d]]
 RESULTS = "results"
 
@@ -31,7 +39,101 @@ def dataset_cfg(wildcards):
 
 def section(name):
     """Params function: one config section of the data set of the job (a plain dict)."""
-    return lambda wildcards: dict(dataset_cfg(wildcards).get(name) or {})
+    return lambda wildcards: dataset_section(wildcards.dataset, name)
+
+
+# What a data set scored by another's models (apply_model) takes from that data set: whole
+# sections, its own keys on top (the same inversion depth and steps the guidance classifier
+# was trained for, the same target class and evaluation settings unless it says otherwise) ...
+INHERITED_SECTIONS = ("invert", "counterfactual", "evaluate", "figures")
+# ... and single facts of the model, where it does not give them: the image size it takes and
+# its classes (typed once, on the model's data set)
+INHERITED_KEYS = {"preprocess": ("size",), "split": ("classes",)}
+# the sections that train a model the counterfactuals read: the model's data set has them
+MODEL_SECTIONS = ("diffusion", "classifier", "stargan")
+
+
+def dataset_section(dataset, name):
+    """datasets.<dataset>.<name> as a plain dict, with what an apply_model data set takes
+    from its model's data set (INHERITED_SECTIONS, INHERITED_KEYS)."""
+    own = dict(config["datasets"][dataset].get(name) or {})
+    source = APPLY_MODEL.get(dataset)
+    if source is None:
+        return own
+    theirs = config["datasets"][source].get(name) or {}
+    if name in INHERITED_SECTIONS:
+        return {**theirs, **own}
+    keys = INHERITED_KEYS.get(name, ())
+    return {**{k: theirs[k] for k in keys if k in theirs}, **own}
+
+
+def guidance_scales(dataset):
+    """The counterfactual methods and scales of a data set (an apply_model data set without
+    guidance_scales runs its model's data set's)."""
+    scales = config["datasets"][dataset].get("guidance_scales")
+    if scales is None and dataset in APPLY_MODEL:
+        scales = config["datasets"][APPLY_MODEL[dataset]].get("guidance_scales")
+    return scales or {}
+
+
+def model_dataset(dataset):
+    """The data set whose trained models score this one: its apply_model, else itself."""
+    return APPLY_MODEL.get(dataset, dataset)
+
+
+def model_path(path):
+    """Input function: the file ``path`` of the models that score the job's data set."""
+
+    def scored_by(wildcards):
+        return f"{RESULTS}/models/{model_dataset(wildcards.dataset)}/{path}"
+
+    return scored_by
+
+
+def applied_model(wildcards):
+    """Params function: the setting "datasets.X.apply_model: Y" when Y's models score X."""
+    source = APPLY_MODEL.get(wildcards.dataset)
+    return f"datasets.{wildcards.dataset}.apply_model: {source}" if source else None
+
+
+def check_apply_model():
+    """Stop planning with a message naming the key when an apply_model cannot work."""
+    for d, source in APPLY_MODEL.items():
+        key = f"datasets.{d}.apply_model: {source}"
+        if source not in config["datasets"]:
+            raise WorkflowError(
+                f"{key}: there is no data set '{source}' (data sets: {', '.join(DATASETS)})"
+            )
+        if "diffusion" not in config["datasets"][source]:
+            raise WorkflowError(
+                f"{key}: datasets.{source} has no diffusion section, so it trains no "
+                f"diffusion model to score {d} with; name a data set that trains one"
+            )
+        own = [s for s in MODEL_SECTIONS if s in config["datasets"][d]]
+        if own:
+            raise WorkflowError(
+                f"{key}: {d} is scored by {source}'s models but has its own "
+                f"{' and '.join(own)} section: remove it, or remove apply_model to train "
+                f"{d}'s own models"
+            )
+        size = (config["datasets"][d].get("preprocess") or {}).get("size")
+        model_size = (config["datasets"][source].get("preprocess") or {}).get("size")
+        if None not in (size, model_size) and size != model_size:
+            raise WorkflowError(
+                f"{key}: datasets.{d}.preprocess.size is {size} but {source}'s model takes "
+                f"{model_size}x{model_size} images (datasets.{source}.preprocess.size); leave "
+                "it unset to take the model's size"
+            )
+        classes = dataset_section(d, "split").get("classes")
+        target = dataset_section(d, "counterfactual").get("target_class")
+        if classes and target and target not in classes:
+            raise WorkflowError(
+                f"{key}: datasets.{d}.counterfactual.target_class '{target}' is not one of "
+                f"the classes {list(classes)} of {source}'s model"
+            )
+
+
+check_apply_model()
 
 
 def classifier_section(wildcards):
@@ -101,10 +203,8 @@ def counterfactual_targets(name):
     """One output file per data set, method and scale of datasets.X.guidance_scales."""
     return [
         f"{RESULTS}/counterfactuals/{d}/{method}/{scale_wildcard(s)}/{name}"
-        for d in DIFFUSION_DATASETS
-        for method, scales in (
-            config["datasets"][d].get("guidance_scales") or {}
-        ).items()
+        for d in SCORED_DATASETS
+        for method, scales in guidance_scales(d).items()
         for s in scales
     ]
 
@@ -115,26 +215,29 @@ def scale_wildcard(scale):
 
 
 def counterfactual_inputs(wildcards):
-    """Latents and the model of one counterfactual job (+ the classifier for method cg)."""
-    d = wildcards.dataset
+    """Latents and the model of one counterfactual job (+ the classifier for method cg); the
+    models are those of the data set's apply_model where it has one."""
+    d, m = wildcards.dataset, model_dataset(wildcards.dataset)
     inputs = {
         "latents": f"{RESULTS}/latents/{d}/latents.npy",
         "index": f"{RESULTS}/latents/{d}/index.parquet",
         "images": f"{RESULTS}/data/{d}/images.npy",
     }
     if wildcards.method == "stargan":
-        if "stargan" not in dataset_cfg(wildcards):
+        if "stargan" not in config["datasets"][m]:
+            scored = f" (datasets.{d}.apply_model)" if m != d else ""
             raise WorkflowError(
-                f"datasets.{d}.guidance_scales has method stargan but datasets.{d} has no "
-                "stargan section to train the translator with"
+                f"datasets.{d}.guidance_scales has method stargan but datasets.{m}{scored} "
+                "has no stargan section to train the translator with: drop stargan from "
+                f"datasets.{d}.guidance_scales"
             )
-        inputs["model"] = f"{RESULTS}/models/{d}/stargan/generator.safetensors"
+        inputs["model"] = f"{RESULTS}/models/{m}/stargan/generator.safetensors"
     else:
         inputs["model"] = (
-            f"{RESULTS}/models/{d}/diffusion/unet/diffusion_pytorch_model.safetensors"
+            f"{RESULTS}/models/{m}/diffusion/unet/diffusion_pytorch_model.safetensors"
         )
     if wildcards.method == "cg":
-        inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
+        inputs["classifier"] = f"{RESULTS}/models/{m}/classifier/model.safetensors"
     if wildcards.method == "msr":
         first = first_pass_dir(wildcards)
         inputs["first_pass_diff"] = f"{first}/diff.npy"
@@ -144,7 +247,7 @@ def counterfactual_inputs(wildcards):
 
 def first_pass_dir(wildcards):
     """Method msr's first-pass counterfactual folder (counterfactual.first_pass, "cg/10")."""
-    first = (dataset_cfg(wildcards).get("counterfactual") or {}).get(
+    first = dataset_section(wildcards.dataset, "counterfactual").get(
         "first_pass", "cg/10"
     )
     method, _, scale = first.partition("/")
@@ -154,13 +257,14 @@ def first_pass_dir(wildcards):
 def counterfactual_model_dir(wildcards):
     """The model folder a counterfactual job reads: the diffusion model or the StarGAN one."""
     name = "stargan" if wildcards.method == "stargan" else "diffusion"
-    return f"{RESULTS}/models/{wildcards.dataset}/{name}"
+    return f"{RESULTS}/models/{model_dataset(wildcards.dataset)}/{name}"
 
 
 def evaluate_inputs(wildcards):
-    """Every counterfactual of the data set (scores and maps), its inversion and classifier."""
+    """Every counterfactual of the data set (scores and maps), its inversion and the
+    classifier of its models (its apply_model's where it has one)."""
     d = wildcards.dataset
-    scales = dataset_cfg(wildcards).get("guidance_scales") or {}
+    scales = guidance_scales(d)
     folders = [
         f"{RESULTS}/counterfactuals/{d}/{m}/{scale_wildcard(s)}"
         for m, values in scales.items()
@@ -176,8 +280,9 @@ def evaluate_inputs(wildcards):
         "latents": f"{RESULTS}/latents/{d}/index.parquet",
         "images": f"{RESULTS}/data/{d}/images.npy",
     }
-    if "classifier" in dataset_cfg(wildcards):
-        inputs["classifier"] = f"{RESULTS}/models/{d}/classifier/model.safetensors"
+    model = model_dataset(d)
+    if "classifier" in config["datasets"][model]:
+        inputs["classifier"] = f"{RESULTS}/models/{model}/classifier/model.safetensors"
     return inputs
 
 
@@ -185,8 +290,8 @@ def evaluate_targets():
     """The evaluation summary and figures of every data set with counterfactuals."""
     return [
         path
-        for d in DIFFUSION_DATASETS
-        if config["datasets"][d].get("guidance_scales")
+        for d in SCORED_DATASETS
+        if guidance_scales(d)
         for path in (
             f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet",
             f"{RESULTS}/figures/{d}/counterfactual/fig3.png",
@@ -198,8 +303,8 @@ def run_summary_inputs(wildcards):
     """Named inputs eval_{dataset} / gan_{dataset}: every data set's headline table."""
     inputs = {
         f"eval_{d}": f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet"
-        for d in DIFFUSION_DATASETS
-        if config["datasets"][d].get("guidance_scales")
+        for d in SCORED_DATASETS
+        if guidance_scales(d)
     }
     inputs.update(
         {

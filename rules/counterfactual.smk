@@ -1,12 +1,13 @@
 # Diffusion study, counterfactuals: every validation image inverted once (DDIM, depth L), then
 # decoded toward the Normal class by each guidance method at each scale of
 # datasets.X.guidance_scales. Scales are wildcards: adding one adds jobs and reruns nothing.
+# The models are the data set's own or, with datasets.X.apply_model: Y, Y's (model_path).
 
 
 rule invert:
     input:
-        unet=f"{RESULTS}/models/{{dataset}}/diffusion/unet/diffusion_pytorch_model.safetensors",
-        scheduler=f"{RESULTS}/models/{{dataset}}/diffusion/scheduler/scheduler_config.json",
+        unet=model_path("diffusion/unet/diffusion_pytorch_model.safetensors"),
+        scheduler=model_path("diffusion/scheduler/scheduler_config.json"),
         images=f"{RESULTS}/data/{{dataset}}/images.npy",
         split=f"{RESULTS}/splits/{{dataset}}/split.parquet",
         code=script_code("invert.py"),
@@ -27,6 +28,7 @@ rule invert:
         mem_mb=16000,
     params:
         cfg=section("invert"),
+        applied=applied_model,
     script:
         "../workflow_scripts/invert.py"
 

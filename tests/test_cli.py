@@ -20,6 +20,21 @@ def cxrgen(*args):
     )
 
 
+def test_ralo_phantoms_are_preprocessed_with_classes_read_off_their_scores(tmp_path):
+    raw, store = tmp_path / "raw", tmp_path / "store"
+    phantoms = ["--n-patients", "8", "--max-images-per-patient", "1", "--n-corrupt", "0"]
+    args = ["-q", "phantoms", "ralo", "--output", str(raw), *phantoms]
+    assert main([*args, "--min-size", "48", "--max-size", "64"]) == 0
+    assert (raw / "ralo_severity.csv").is_file() and not (raw / "stage_2_train_labels.csv").exists()
+    severity = ["--severity-csv", "ralo_severity.csv", "--classes-from-severity"]
+    args = ["-q", "preprocess", "--input", str(raw), "--output", str(store), "--size", "16"]
+    assert main([*args, *severity]) == 0
+    index = pd.read_parquet(store / "index.parquet")
+    assert len(index) == 8 and set(index["class_name"]) <= {"Normal", "Lung Opacity"}
+    scored = index[["extent_total", "opacity_total"]].gt(0).any(axis=1)
+    assert (scored == (index["class_name"] == "Lung Opacity")).all()
+
+
 def test_phantoms_preprocess_split_from_the_command_line(tmp_path):
     raw, store, split = tmp_path / "raw", tmp_path / "store", tmp_path / "split"
     assert (

@@ -70,7 +70,7 @@ def test_default_config_and_presets_validate_and_build(preset):
 def phantom_config_class(layout):
     from cxrgen.phantoms import CovidPhantomConfig, PhantomConfig
 
-    return PhantomConfig if layout == "rsna" else CovidPhantomConfig
+    return PhantomConfig if layout in ("rsna", "ralo") else CovidPhantomConfig
 
 
 def test_unknown_key_and_bad_value_are_named():

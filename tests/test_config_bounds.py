@@ -62,9 +62,10 @@ SECTIONS = {
 NOT_SECTIONS = {
     "layout": "picks the reader and the phantom kind (a string)",
     "source": "a folder or 'phantoms' (a string)",
-    "phantoms": "rsna_phantoms or covidqu_phantoms by layout (both in SECTIONS)",
+    "phantoms": "rsna_phantoms (layouts rsna, ralo) or covidqu_phantoms (both in SECTIONS)",
     "guidance_scales": "lists of scales, one job each (read by the rules, not a dataclass)",
     "fid_cxr_classifier": "the name of a data set (a string)",
+    "apply_model": "the name of the data set whose models score this one (rules/common.smk)",
     "lung_masks_from": "the name of the data set whose lung segmenter predicts the masks",
 }
 
@@ -93,6 +94,7 @@ CONTEXT: dict[tuple[str, str], dict[str, Any]] = {
     ("lungseg", "block_out_channels"): {"norm_num_groups": 1},
     ("lungseg", "norm_num_groups"): {"block_out_channels": [BIG]},
     ("preprocess", "hash_patient_id"): {"patient_id_salt": "salt"},
+    ("preprocess", "classes_from_severity"): {"severity_csv": "ralo.csv"},
     ("rsna_phantoms", "min_size"): {"max_size": 4096},
     ("rsna_phantoms", "max_size"): {"min_size": 32},
     ("rsna_phantoms", "frac_normal"): {"frac_opacity": 0},

@@ -429,3 +429,25 @@ def test_example_rows_pick_extremes_per_class():
     )
     assert example_rows(table, per_class=1) == [0, 1, 4, 3]
     assert example_rows(table.iloc[:1], per_class=2) == [0]
+
+
+def test_a_model_that_does_not_fit_names_what_to_set():
+    """The size and class checks of invert; where another data set's model scores the images
+    (the workflow's apply_model), the errors name that setting and the key to change."""
+    from types import SimpleNamespace
+
+    from cxrgen.counterfactual.invert import check_model_fits
+
+    unet = SimpleNamespace(config=SimpleNamespace(sample_size=32))
+    classes = ["Normal", "Lung Opacity"]
+    fits = SimpleNamespace(classes=tuple(classes), shape=(32, 32))
+    check_model_fits(unet, classes, fits)
+    applied = "datasets.ralo.apply_model: rsna"
+    small = SimpleNamespace(classes=tuple(classes), shape=(16, 16))
+    with pytest.raises(DataError, match="use the store it was trained on"):
+        check_model_fits(unet, classes, small)
+    with pytest.raises(DataError, match=f"takes 32x32 .* 16x16: {applied}: .*preprocess.size 32"):
+        check_model_fits(unet, classes, small, applied)
+    other = SimpleNamespace(classes=("Normal", "COVID-19"), shape=(32, 32))
+    with pytest.raises(DataError, match=f"{applied}: split .* model's classes"):
+        check_model_fits(unet, classes, other, applied)

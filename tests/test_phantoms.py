@@ -23,6 +23,7 @@ from cxrgen.phantoms import (
     PhantomConfig,
     contact_sheet,
     make_covidqu_phantoms,
+    make_ralo_phantoms,
     make_rsna_phantoms,
     ralo_scores,
     read_ground_truth,
@@ -273,6 +274,23 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
     assert len([k for k in c if k.endswith(".npz")]) == len(
         pd.read_csv(tmp_path / "a" / "ralo_severity.csv")
     )  # earlier run's files were removed
+
+
+def test_ralo_layout_is_the_rsna_kind_of_images_with_only_a_severity_csv(tmp_path):
+    cfg = PhantomConfig(seed=11, n_patients=6, min_size=48, max_size=64, n_corrupt=1)
+    make_rsna_phantoms(tmp_path / "rsna", cfg, progress=False)
+    manifest = make_ralo_phantoms(tmp_path / "ralo", cfg, progress=False)
+    rsna, ralo = _files(tmp_path / "rsna"), _files(tmp_path / "ralo")
+    assert "stage_2_train_labels.csv" not in ralo  # no class labels of any kind
+    assert "stage_2_detailed_class_info.csv" not in ralo
+    assert ralo["ralo_severity.csv"] == rsna["ralo_severity.csv"]
+    images = {k.removeprefix("images/"): v for k, v in ralo.items() if k.startswith("images/")}
+    prefix = "stage_2_train_images/"
+    assert images == {k.removeprefix(prefix): v for k, v in rsna.items() if k.startswith(prefix)}
+    assert manifest["file"].str.startswith("images/").all()
+    assert {k for k in ralo if k.startswith("ground_truth/")} == {
+        k for k in rsna if k.startswith("ground_truth/")
+    }
 
 
 def test_covidqu_layout_pairs_and_determinism(tmp_path):

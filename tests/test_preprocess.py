@@ -320,7 +320,39 @@ def test_label_problems_raise_clear_errors(rsna, tmp_path):
         run(rsna, tmp_path / "o", severity_csv="s.csv", **base)
 
 
+def test_ralo_layout_classes_come_from_the_severity_scores(tmp_path):
+    """Images + one severity CSV, no class labels: Lung Opacity where a score is above 0,
+    Normal where all are 0; an image without scores has no label."""
+    src = tmp_path / "ralo"
+    for i in range(4):
+        pixels = unit_to_stored(smooth_image(40, 40, seed=i), 8)
+        write_dicom(src / "images" / f"id{i}.dcm", pixels, bits_stored=8, PatientID=f"p{i}")
+    scores = {"id0": [0, 0, 0, 0, 0, 0], "id1": [2, 0, 3, 0, 2, 3], "id2": [None] * 6}
+    columns = ["extent_right", "extent_left", "opacity_right", "opacity_left"]
+    pd.DataFrame(
+        [[k, *v] for k, v in scores.items()],
+        columns=["patientId", *columns, "extent_total", "opacity_total"],
+    ).to_csv(src / "ralo.csv", index=False)  # id3 is not in it
+    cfg = dict(size=20, severity_csv="ralo.csv", classes_from_severity=True)
+    _, _, index, rejected = run(src, tmp_path / "o", classes=["Normal", "Lung Opacity"], **cfg)
+    row = index.set_index("image_id")
+    assert row.loc["id0", "class_name"] == "Normal" and row.loc["id0", "target"] == 0
+    assert row.loc["id1", "class_name"] == "Lung Opacity" and row.loc["id1", "target"] == 1
+    assert row.loc["id1", "label"] == 1 and row.loc["id1", "opacity_total"] == 3
+    assert rejected.set_index("image_id").reason_code.to_dict() == {
+        "id2": "no_label",
+        "id3": "no_label",
+    }
+    assert rejected.reason.str.contains("has no severity score").all()
+    names = json.loads((tmp_path / "o" / "classes.json").read_text())["names"]
+    assert names == ["Normal", "Lung Opacity"]
+
+
 def test_config_checks():
+    with pytest.raises(ConfigError, match="classes_from_severity needs severity_csv"):
+        PreprocessConfig(classes_from_severity=True)
+    with pytest.raises(ConfigError, match="classes_from_severity needs severity_csv"):
+        PreprocessConfig(classes_from_severity=True, severity_csv="s.csv", labels_csv="l.csv")
     with pytest.raises(ConfigError, match="dtype"):
         PreprocessConfig(dtype="float32")
     with pytest.raises(ConfigError, match="class_info_csv needs labels_csv"):

@@ -15,6 +15,11 @@ from workflow_helpers import overlay, planned_jobs, snakemake
 
 # what any change of a counterfactual replans after the counterfactual jobs themselves
 EVALUATION = {"evaluate": 1, "evaluation_figures": 1, "run_summary": 1, "all": 1}
+# the same when the change also reaches the ralo data set, which rsna's models score and
+# whose invert / counterfactual sections are rsna's with its own keys on top (apply_model)
+BOTH_EVALUATIONS = {**EVALUATION, "evaluate": 2, "evaluation_figures": 2}
+# ralo's counterfactual jobs: cg 10 and msr 3 (config.yaml)
+RALO_COUNTERFACTUALS = 2
 # for a person to look at after a run: the report as a browser shows it
 ARTIFACTS = Path(__file__).resolve().parents[1] / "results" / "test-artifacts"
 
@@ -197,6 +202,43 @@ def test_evaluation_artefacts(smoke_run):
     assert "## detection" in (metrics / "summary.md").read_text()
 
 
+def test_ralo_is_scored_by_the_rsna_models_with_severity_on_its_own_test_split(smoke_run):
+    """datasets.ralo.apply_model: rsna: no models of its own; its severity reading is fitted
+    on its calibration split and reported on its test split, in its summary and the run's."""
+    res = smoke_run / "results"
+    assert not (res / "models" / "ralo").exists() and not (res / "checkpoints" / "ralo").exists()
+    for rule in ("train_diffusion", "train_classifier", "train_stargan"):
+        assert not (res / "logs" / rule / "ralo.log").exists()
+    assert not (res / "phantoms" / "ralo" / "stage_2_train_labels.csv").exists()
+    invert = json.loads((res / "latents" / "ralo" / "provenance.json").read_text())
+    assert invert["model"].endswith("models/rsna/diffusion")
+    index = pd.read_parquet(res / "latents" / "ralo" / "index.parquet")
+    split = pd.read_parquet(res / "splits" / "ralo" / "split.parquet")
+    assert set(split["split"]) == set(index["split"]) == {"calibration", "test"}
+    assert len(index) == len(split) == 16  # every image: nothing is held back for training
+    assert np.load(res / "latents" / "ralo" / "latents.npy", mmap_mode="r").shape[1:] == (32, 32)
+    metrics = res / "metrics" / "ralo" / "counterfactual"
+    severity = pd.read_parquet(metrics / "severity.parquet")
+    test = severity[
+        (severity["split"] == "test")
+        & (severity["subset"] == "opacity images")
+        & (severity["metric"] == "spearman")
+        & (severity["score"] == "extent_total")
+        & (severity["method"] != "classifier")
+    ]
+    assert set(test["method"]) == {"cg", "msr"} and test["value"].notna().any()
+    assert test["value"].dropna().between(-1, 1).all()
+    summary = pd.read_parquet(metrics / "summary.parquet")
+    spearman = summary[summary["metric"] == "Spearman extent_total, opacity images"]
+    assert len(spearman) == 1 and spearman["split"].iloc[0] == "test"
+    assert np.isfinite(spearman["value"].iloc[0])
+    detection = pd.read_parquet(metrics / "detection.parquet")
+    assert detection[detection["source"] == "measured"]["value"].between(0, 1).all()
+    run = pd.read_parquet(res / "summary.parquet")
+    rows = run[(run["dataset"] == "ralo") & (run["section"] == "severity")]
+    assert "Spearman extent_total, opacity images" in set(rows["metric"])
+
+
 def test_report_renders_in_a_browser_with_every_figure_and_table(smoke_run):
     if report_browser.chromium() is None:
         if os.environ.get("CI"):
@@ -244,19 +286,25 @@ def test_new_guidance_scale_adds_one_job_and_reruns_nothing(smoke_run, tmp_path)
 def test_decoding_change_replans_counterfactuals_not_inversion(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"counterfactual": {"clip_denoised": True}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "c.yaml", change),))
-    assert jobs == {"counterfactual": 6, **EVALUATION}
+    assert jobs == {"counterfactual": 6 + RALO_COUNTERFACTUALS, **BOTH_EVALUATIONS}
 
 
 def test_inversion_change_replans_inversion_and_counterfactuals_not_training(smoke_run, tmp_path):
     change = {"datasets": {"rsna": {"invert": {"steps": 4}}}}
     jobs = planned_jobs(smoke_run, configs=(overlay(tmp_path / "i.yaml", change),))
-    assert jobs == {"invert": 1, "counterfactual": 6, **EVALUATION}
+    assert jobs == {"invert": 2, "counterfactual": 6 + RALO_COUNTERFACTUALS, **BOTH_EVALUATIONS}
 
 
 def test_one_stage_reruns_with_R_until_and_f(smoke_run):
     jobs = planned_jobs(smoke_run, "-R", "train_classifier")
-    # cg counterfactuals, the evaluation's reference row and the chest X-ray FID read it
-    assert jobs == {"train_classifier": 1, "counterfactual": 1, "gan_metrics": 1, **EVALUATION}
+    # cg counterfactuals (rsna's and ralo's, and ralo's msr on its cg first pass), the
+    # evaluations' reference rows and the chest X-ray FID read it
+    assert jobs == {
+        "train_classifier": 1,
+        "counterfactual": 1 + RALO_COUNTERFACTUALS,
+        "gan_metrics": 1,
+        **BOTH_EVALUATIONS,
+    }
     assert planned_jobs(smoke_run, "-R", "train_classifier", "--until", "train_classifier") == {
         "train_classifier": 1
     }
@@ -269,10 +317,10 @@ def test_diffusion_change_replans_training_and_downstream_not_data(smoke_run, tm
     assert jobs == {
         "train_diffusion": 1,
         "train_classifier": 1,  # trained with the diffusion model's noise schedule
-        "invert": 1,
-        "counterfactual": 6,
+        "invert": 2,  # rsna's and ralo's, which rsna's model scores
+        "counterfactual": 6 + RALO_COUNTERFACTUALS,
         "gan_metrics": 1,
-        **EVALUATION,
+        **BOTH_EVALUATIONS,
     }
 
 

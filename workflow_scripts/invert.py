@@ -21,4 +21,5 @@ with logs.stage_log(smk.log[0]), claim_device():
         Path(smk.input.split).parent,
         Path(smk.output.index).parent,
         cfg,
+        applied=smk.params.applied,  # "datasets.X.apply_model: Y" when Y's model scores X
     )

@@ -79,7 +79,11 @@ def cmd_phantoms(args: argparse.Namespace) -> None:
     from cxrgen import phantoms
 
     cfg = config_from_args(args)
-    make = phantoms.make_rsna_phantoms if args.layout == "rsna" else phantoms.make_covidqu_phantoms
+    make = {
+        "rsna": phantoms.make_rsna_phantoms,
+        "ralo": phantoms.make_ralo_phantoms,
+        "covidqu": phantoms.make_covidqu_phantoms,
+    }[args.layout]
     manifest = make(args.output, cfg)
     log.info("wrote %d phantom images to %s", len(manifest), args.output)
 
@@ -250,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     ph_sub = ph.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
     for layout, cls, text in (
         ("rsna", PhantomConfig, "DICOM phantoms in the RSNA Pneumonia Detection layout"),
+        ("ralo", PhantomConfig, "the same DICOM phantoms in the RALO layout (severity CSV only)"),
         ("covidqu", CovidPhantomConfig, "PNG phantoms in the COVID-QU-Ex folder layout"),
     ):
         p = ph_sub.add_parser(layout, help=text)

@@ -112,19 +112,36 @@ def conditioning_labels(
     return np.full(len(table), null, np.int64)
 
 
-def check_model_fits(unet, classes: list[str], images: ImageSet) -> None:
-    """DataError unless the diffusion model was trained on these classes and this image size."""
+def check_model_fits(
+    unet, classes: list[str], images: ImageSet, applied: str | None = None
+) -> None:
+    """DataError unless the diffusion model was trained on these classes and this image size.
+
+    ``applied``: where the images are another data set's than the model's, the setting that
+    says so (the workflow's ``datasets.X.apply_model: Y``); the errors name it and what to set.
+    """
     if list(images.classes) != list(classes):
+        fix = (
+            f"{applied}: split the data set into the model's classes (split.classes)"
+            if applied
+            else "use the split the model was trained with"
+        )
         raise DataError(
             f"the diffusion model was trained on classes {list(classes)} but the images have "
-            f"{list(images.classes)}: use the split the model was trained with"
+            f"{list(images.classes)}: {fix}"
         )
     size = unet.config.sample_size
     model_hw = (size, size) if isinstance(size, int) else tuple(size)
     if model_hw != images.shape:
+        fix = (
+            f"{applied}: store the data set at the model's size (preprocess.size "
+            f"{model_hw[0]}; left unset, it is the model's data set's size)"
+            if applied
+            else "use the store it was trained on"
+        )
         raise DataError(
             f"the diffusion model takes {model_hw[0]}x{model_hw[1]} images but the store holds "
-            f"{images.shape[0]}x{images.shape[1]}: use the store it was trained on"
+            f"{images.shape[0]}x{images.shape[1]}: {fix}"
         )
 
 
@@ -155,17 +172,19 @@ def invert_split(
     out_dir: str | Path,
     cfg: InvertConfig,
     progress: bool = True,
+    applied: str | None = None,
     labelled_only: bool = True,
 ) -> pd.DataFrame:
     """Invert every labelled image of ``cfg.splits``; return the index table (also written).
 
+    ``applied``: the setting that makes the model another data set's (:func:`check_model_fits`).
     ``labelled_only`` False: also unlabelled images (``cxrgen apply``; label-blind conditioning).
     """
     model_dir, store_dir, split_dir, out_dir = map(Path, (model_dir, store_dir, split_dir, out_dir))
     device = resolve_device(cfg.device)
     unet, scheduler, classes = load_diffusion(model_dir, device)
     images = image_set(store_dir, split_dir, cfg.splits, labelled_only)
-    check_model_fits(unet, classes, images)
+    check_model_fits(unet, classes, images, applied)
     traj = trajectory(scheduler, cfg.steps, cfg.depth)
     log.info(
         "inverting %d %s images: %d DDIM steps to t = %d of %d, conditioning %s, batch %d on %s",

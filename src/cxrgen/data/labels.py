@@ -11,6 +11,8 @@ id (the DICOM file stem), not a patient grouping key.
 
 Without the class-info CSV the class comes from Target: 1 -> "Lung Opacity",
 0 -> "No Opacity" (which lumps Normal with No Lung Opacity / Not Normal).
+A RALO-layout data set has only a severity CSV: :func:`labels_from_severity` reads
+"Lung Opacity" / "Normal" off its scores.
 
 Every CSV check raises :class:`~cxrgen.errors.DataError` naming the file and
 what to fix. Ground truth (:func:`read_ground_truth`) is per image: a bad file
@@ -26,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrgen.data.classes import LUNG_OPACITY
+from cxrgen.data.classes import LUNG_OPACITY, NORMAL
 from cxrgen.data.dicom import Rejected
 from cxrgen.data.store import GROUND_TRUTH_ARRAYS, RALO_COLUMNS
 from cxrgen.errors import ConfigError, DataError
@@ -168,6 +170,25 @@ def read_severity(path: Path) -> pd.DataFrame:
         )
     numeric.index = df["patientId"].to_numpy()
     return numeric.astype(np.float64)
+
+
+def labels_from_severity(severity: pd.DataFrame) -> dict[str, ImageLabel]:
+    """Labels of a data set that has severity scores and no class labels (the RALO layout).
+
+    An image is Lung Opacity (target 1) when one of its scores is above 0 and Normal
+    (target 0) when its scores are all 0; an image whose scores are all empty gets no label.
+    The class is read off the severity labels, never from the images: a scored data set's
+    detection task and its "opacity images" subset.
+    """
+    out: dict[str, ImageLabel] = {}
+    values = severity.to_numpy(np.float64)
+    for image_id, row in zip(severity.index, values, strict=True):
+        known = row[np.isfinite(row)]
+        if known.size:
+            opacity = bool((known > 0).any())
+            name = LUNG_OPACITY if opacity else NORMAL
+            out[str(image_id)] = ImageLabel(class_name=name, target=int(opacity), boxes=())
+    return out
 
 
 def read_ground_truth(path: Path, shape: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -40,8 +40,12 @@ Labels: with ``labels_csv`` (RSNA) the class comes from the CSVs
 (:mod:`cxrgen.data.labels`) and inputs whose id has no label are rejected
 ``no_label`` once they decoded (a file that does not decode is rejected for
 that fault, which says more about it); image folders take the class from the
-folder layout. With ``classes`` set, images of other classes are rejected
-``excluded_class`` (leave it unset to keep them and let the split choose).
+folder layout; with ``classes_from_severity`` (a RALO-layout data set: images and a
+severity CSV, no class labels) the class is read off the scores
+(:func:`cxrgen.data.labels.labels_from_severity`: Lung Opacity where one is above 0, else
+Normal) and images without scores are rejected ``no_label``. With ``classes`` set,
+images of other classes are rejected ``excluded_class`` (leave it unset to keep them and
+let the split choose).
 
 No header element other than those columns is copied; file paths are copied
 as they are, so keep identifiers out of file names. ``patient_id`` is the
@@ -111,6 +115,8 @@ class PreprocessConfig:
     labels_csv: str | None = None  # RSNA stage_2_train_labels.csv
     class_info_csv: str | None = None  # RSNA stage_2_detailed_class_info.csv
     severity_csv: str | None = None  # patientId + labels.SEVERITY_COLUMNS
+    # no class labels (the RALO layout): Lung Opacity where a severity score is > 0, else Normal
+    classes_from_severity: bool = False
     ground_truth: str | None = None  # folder of {image_id}.npz: healthy, lesion, lungs
     multiframe: str = "first"  # "first" (store frame 1) | "reject"
     allow_colour: str = "reject"  # "reject" | "luminance" (grey-as-RGB is always accepted)
@@ -128,6 +134,12 @@ class PreprocessConfig:
         check(
             self.class_info_csv is None or self.labels_csv is not None,
             "class_info_csv needs labels_csv (the RSNA stage_2_train_labels.csv)",
+        )
+        check(
+            not self.classes_from_severity
+            or (self.severity_csv is not None and self.labels_csv is None),
+            "classes_from_severity needs severity_csv and no labels_csv (the class is read "
+            "off the severity scores instead of a labels CSV)",
         )
         check(
             not self.hash_patient_id or bool(self.patient_id_salt),
@@ -198,6 +210,8 @@ def preprocess(
         raise DataError(f"no image files under {input_dir} ({skipped} files are skipped)")
     ids = {r: dicom_image_id(r) if fmt == "dicom" else PurePosixPath(r).stem for r in rels}
     label_map, severity = labels.read_labels(aux, set(ids.values()), cfg.allow_unmatched_labels)
+    if cfg.classes_from_severity:
+        label_map = labels.labels_from_severity(severity)
     tasks, rejected, meta = _plan(input_dir, rels, ids, fmt, cfg, label_map, aux["ground_truth"])
     if label_map is not None:
         present = [lab.class_name for lab in label_map.values()]
@@ -290,7 +304,10 @@ def _plan(input_dir, rels, ids, fmt, cfg, label_map, gt_dir):
         missing = [k for k, p in masks if p is None]
         if label_map is not None and lab is None:
             # decoded all the same, so that a broken file is reported for what is wrong with it
-            after = ("no_label", f"image id {image_id} is not in the labels CSV")
+            where = (
+                "has no severity score" if cfg.classes_from_severity else "is not in the labels CSV"
+            )
+            after = ("no_label", f"image id {image_id} {where}")
             gt, masks = None, ()
         elif cfg.classes is not None and class_name not in cfg.classes:
             reject = ("excluded_class", f"class {class_name!r} is not in {list(cfg.classes)}")

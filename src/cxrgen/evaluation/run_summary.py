@@ -1,11 +1,12 @@
 """The one-page summary of a whole run: every data set's headline numbers in one table.
 
 ``run_summary(evaluations, gan_metrics, out_dir)`` stacks the counterfactual summary of each
-diffusion data set (``summary.parquet`` of the evaluate stage) and the per-target-domain
-means of each GAN data set (FID, chest X-ray FID and LPIPS of latent-guided StarGAN
-translations and DCGAN samples, as the second paper's Table) into ``summary.parquet``,
-``summary.md`` and ``summary.html``. Columns: dataset, section, metric, value, ci_low,
-ci_high, setting.
+data set with counterfactuals (``summary.parquet`` of the evaluate stage; a data set that
+trains a diffusion model or one scored by another's, the workflow's apply_model) and the
+per-target-domain means of each GAN data set (FID, chest X-ray FID and LPIPS of
+latent-guided StarGAN translations and DCGAN samples, as the second paper's Table) into
+``summary.parquet``, ``summary.md`` and ``summary.html``. Columns: dataset, section, metric,
+value, ci_low, ci_high, setting.
 """
 
 from __future__ import annotations

@@ -32,10 +32,10 @@ def _round_robin(df: pd.DataFrame, key: str, n: int) -> pd.DataFrame:
 
 
 def contact_sheet(phantom_dir: str | os.PathLike, png_path: str | os.PathLike, n: int = 24) -> None:
-    """Draw ``n`` images of a phantom set (RSNA or COVID-QU-Ex layout) into ``png_path``.
+    """Draw ``n`` images of a phantom set (RSNA, RALO or COVID-QU-Ex layout) into ``png_path``.
 
-    RSNA sheets show the decoded DICOM (as preprocessing normalises it) with
-    the label boxes, class, storage and RALO totals; COVID-QU-Ex sheets show
+    RSNA and RALO sheets show the decoded DICOM (as preprocessing normalises it) with
+    the label boxes (RSNA), class, storage and RALO totals; COVID-QU-Ex sheets show
     the PNG with its lung-mask outline.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -48,8 +48,10 @@ def contact_sheet(phantom_dir: str | os.PathLike, png_path: str | os.PathLike, n
     if rsna:
         valid = manifest[~manifest["corrupt"]].reset_index(drop=True)
         rows = _round_robin(valid, "class_name", n)
-        labels = pd.read_csv(root / "stage_2_train_labels.csv")
-        boxes = labels[labels["Target"] == 1].groupby("patientId")
+        labels_csv, boxes = root / "stage_2_train_labels.csv", None
+        if labels_csv.is_file():  # the RALO layout has scores, no boxes
+            labels = pd.read_csv(labels_csv)
+            boxes = labels[labels["Target"] == 1].groupby("patientId")
     else:
         rows = _round_robin(manifest.reset_index(drop=True), "class_name", n)
     ncols = min(6, max(len(rows), 1))
@@ -62,7 +64,7 @@ def contact_sheet(phantom_dir: str | os.PathLike, png_path: str | os.PathLike, n
         if rsna:
             ds = pydicom.dcmread(root / row["file"])
             ax.imshow(to_unit_interval(ds, ds.pixel_array), cmap="gray", vmin=0, vmax=1)
-            if row["image_id"] in boxes.groups:
+            if boxes is not None and row["image_id"] in boxes.groups:
                 for _, b in boxes.get_group(row["image_id"]).iterrows():
                     ax.add_patch(
                         Rectangle(

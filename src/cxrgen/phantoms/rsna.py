@@ -71,8 +71,21 @@ def make_rsna_phantoms(
     The same ``cfg`` gives byte-identical files. Files of an earlier run in
     the image and ground-truth folders that this run did not write are removed.
     """
+    return write_phantom_set(out_dir, cfg, progress, IMAGE_DIR, class_csvs=True, desc="RSNA")
+
+
+def write_phantom_set(
+    out_dir: str | os.PathLike,
+    cfg: PhantomConfig,
+    progress: bool,
+    image_folder: str,
+    class_csvs: bool,
+    desc: str,
+) -> pd.DataFrame:
+    """The DICOM phantoms of ``cfg`` in ``out_dir / image_folder``, their severity CSV, ground
+    truth and manifest, and (``class_csvs``) the RSNA label and class-info CSVs."""
     out = Path(out_dir)
-    image_dir, gt_dir = out / IMAGE_DIR, out / GROUND_TRUTH_DIR
+    image_dir, gt_dir = out / image_folder, out / GROUND_TRUTH_DIR
     image_dir.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
 
@@ -93,11 +106,11 @@ def make_rsna_phantoms(
         zip(plans, encodings, strict=True),
         total=len(plans),
         disable=not progress,
-        desc="RSNA phantoms",
+        desc=f"{desc} phantoms",
         unit="img",
     )
     for plan, enc in bar:
-        row, boxes = _write_image(plan, enc, cfg, image_dir, gt_dir)
+        row, boxes = _write_image(plan, enc, cfg, image_dir, gt_dir, image_folder)
         manifest.append(row)
         phi[plan.image_id] = {k: plan.phi[k] for k in PHI_KEYS}
         if boxes:
@@ -106,13 +119,14 @@ def make_rsna_phantoms(
             labels.append((plan.image_id, np.nan, np.nan, np.nan, np.nan, 0))
         classes += [(plan.image_id, row["class_name"])] * max(len(boxes), 1)
         severity.append({"patientId": plan.image_id, **{c: row[c] for c in RALO_COLUMNS}})
-    manifest += _write_corrupt_files(cfg, image_dir)
+    manifest += _write_corrupt_files(cfg, image_dir, image_folder)
 
     csv = {"index": False, "lineterminator": "\n"}
-    label_df = pd.DataFrame(labels, columns=list(LABEL_COLUMNS))
-    io.write_text(out / LABELS_CSV, label_df.to_csv(**csv))
-    class_df = pd.DataFrame(classes, columns=list(CLASS_INFO_COLUMNS))
-    io.write_text(out / CLASS_INFO_CSV, class_df.to_csv(**csv))
+    if class_csvs:
+        label_df = pd.DataFrame(labels, columns=list(LABEL_COLUMNS))
+        io.write_text(out / LABELS_CSV, label_df.to_csv(**csv))
+        class_df = pd.DataFrame(classes, columns=list(CLASS_INFO_COLUMNS))
+        io.write_text(out / CLASS_INFO_CSV, class_df.to_csv(**csv))
     sev_df = pd.DataFrame(severity, columns=list(SEVERITY_COLUMNS))
     io.write_text(out / SEVERITY_CSV, sev_df.to_csv(**csv))
     df = _manifest_frame(manifest)
@@ -135,7 +149,7 @@ def make_rsna_phantoms(
 
 
 def _write_image(
-    plan: ImagePlan, enc: Encoding, cfg: PhantomConfig, image_dir: Path, gt_dir: Path
+    plan: ImagePlan, enc: Encoding, cfg: PhantomConfig, image_dir: Path, gt_dir: Path, folder: str
 ) -> tuple[dict, list]:
     """Draw, encode and store one image and its ground truth; its manifest row and boxes."""
     rows, cols = plan.setup.shape
@@ -155,7 +169,7 @@ def _write_image(
     row = {
         "image_id": plan.image_id,
         "patient_id": plan.patient_id,
-        "file": f"{IMAGE_DIR}/{plan.image_id}.dcm",
+        "file": f"{folder}/{plan.image_id}.dcm",
         "ground_truth": f"{GROUND_TRUTH_DIR}/{plan.image_id}.npz",
         "class_name": class_name,
         "target": int(has_opacity),
@@ -185,7 +199,7 @@ def _write_image(
     return row, boxes
 
 
-def _write_corrupt_files(cfg: PhantomConfig, image_dir: Path) -> list[dict]:
+def _write_corrupt_files(cfg: PhantomConfig, image_dir: Path, folder: str) -> list[dict]:
     rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(3,)))
     rows = []
     for i in range(cfg.n_corrupt):
@@ -196,7 +210,7 @@ def _write_corrupt_files(cfg: PhantomConfig, image_dir: Path) -> list[dict]:
         rows.append(
             {
                 "image_id": image_id,
-                "file": f"{IMAGE_DIR}/{image_id}.dcm",
+                "file": f"{folder}/{image_id}.dcm",
                 "corrupt": True,
                 "corrupt_kind": kind,
             }
