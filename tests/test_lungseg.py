@@ -196,7 +196,8 @@ def test_evaluation_reads_predicted_masks_in_set_order(tmp_path):
 def test_command_line_and_presets_build_the_config():
     import yaml
 
-    from cxrgen.cli import build_parser, config_from_args
+    from cxrgen.cli import build_parser
+    from cxrgen.cli_flags import config_from_args
 
     root = Path(__file__).resolve().parents[1]
     args = build_parser().parse_args(

@@ -8,246 +8,23 @@ config key (``--n-patients`` for ``n_patients``) and the defaults are the datacl
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from cxrgen import logs
-from cxrgen.config import from_mapping
+from cxrgen import commands, logs
+from cxrgen.cli_flags import add_config_flags, add_evaluation_inputs
 from cxrgen.errors import CxrgenError
 
 log = logging.getLogger("cxrgen")
 
 
-def _flag_type(hint: Any) -> tuple[dict[str, Any], str]:
-    """argparse keyword arguments for a dataclass field type, and a metavar-ish description."""
-    origin = typing.get_origin(hint)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType):
-        return _flag_type(args[0])
-    if hint is bool:
-        return {"action": argparse.BooleanOptionalAction}, "bool"
-    if origin is tuple:
-        inner = args[0] if args else str
-        return {"nargs": "*", "type": inner}, inner.__name__
-    if hint in (int, float, str):
-        return {"type": hint}, hint.__name__
-    if hint is Path:
-        return {"type": Path}, "path"
-    return {"type": str}, "str"
+# The parser is built per command: each section imports only its own stage's config (the
+# configs pull in torch and diffusers), so `cxrgen preprocess` starts without them.
 
 
-def add_config_flags(parser: argparse.ArgumentParser, cls: type) -> None:
-    """One ``--kebab-name`` flag per field of the config dataclass ``cls``."""
-    group = parser.add_argument_group(f"{cls.__name__} (config keys; see its docstring)")
-    group.add_argument("--config", type=Path, help="YAML file with these keys (flags override)")
-    hints = typing.get_type_hints(cls)
-    for field in dataclasses.fields(cls):
-        kwargs, _ = _flag_type(hints[field.name])
-        default = field.default if field.default is not dataclasses.MISSING else None
-        group.add_argument(
-            "--" + field.name.replace("_", "-"),
-            dest=f"cfg__{field.name}",
-            default=argparse.SUPPRESS,
-            help=f"default: {default!r}",
-            **kwargs,
-        )
-    parser.set_defaults(config_cls=cls)
-
-
-def config_from_args(args: argparse.Namespace) -> Any:
-    mapping: dict[str, Any] = {}
-    if getattr(args, "config", None):
-        mapping.update(yaml.safe_load(Path(args.config).read_text()) or {})
-    for key, value in vars(args).items():
-        if key.startswith("cfg__"):
-            mapping[key[5:]] = value
-    return from_mapping(args.config_cls, mapping)
-
-
-# --- commands --------------------------------------------------------------------------------
-
-
-def cmd_phantoms(args: argparse.Namespace) -> None:
-    from cxrgen import phantoms
-
-    cfg = config_from_args(args)
-    make = {
-        "rsna": phantoms.make_rsna_phantoms,
-        "ralo": phantoms.make_ralo_phantoms,
-        "covidqu": phantoms.make_covidqu_phantoms,
-    }[args.layout]
-    manifest = make(args.output, cfg)
-    log.info("wrote %d phantom images to %s", len(manifest), args.output)
-
-
-def cmd_preprocess(args: argparse.Namespace) -> None:
-    from cxrgen.data.preprocess import preprocess
-
-    result = preprocess(args.input, args.output, config_from_args(args), threads=args.threads)
-    log.info("%s", result)
-
-
-def cmd_split(args: argparse.Namespace) -> None:
-    from cxrgen.data.split import run_split
-
-    run_split(args.store, args.output, config_from_args(args))
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    """train-diffusion / train-classifier / train-stargan / train-dcgan / train-lungseg."""
-    from cxrgen.devices import claim_device
-
-    with claim_device():
-        train = _trainers()[args.command][1]
-        kwargs = {"scheduler_dir": args.scheduler} if getattr(args, "scheduler", None) else {}
-        if getattr(args, "checkpoints", None) is not None:
-            kwargs["checkpoint_dir"] = args.checkpoints
-        train(args.store, args.split, args.output, config_from_args(args), **kwargs)
-
-
-def _trainers() -> dict[str, tuple[type, Callable]]:
-    from cxrgen.classifier.config import ClassifierTrainConfig
-    from cxrgen.classifier.train import train_classifier
-    from cxrgen.diffusion.config import DiffusionTrainConfig
-    from cxrgen.diffusion.train import train_diffusion
-    from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
-    from cxrgen.gan.dcgan_train import train_dcgan
-    from cxrgen.gan.stargan_train import train_stargan
-    from cxrgen.lungseg.config import LungSegTrainConfig
-    from cxrgen.lungseg.train import train_lungseg
-
-    return {
-        "train-diffusion": (DiffusionTrainConfig, train_diffusion),
-        "train-classifier": (ClassifierTrainConfig, train_classifier),
-        "train-stargan": (StarGANTrainConfig, train_stargan),
-        "train-dcgan": (DCGANTrainConfig, train_dcgan),
-        "train-lungseg": (LungSegTrainConfig, train_lungseg),
-    }
-
-
-def cmd_generate(args: argparse.Namespace) -> None:
-    from cxrgen.gan.generate_synthetic import generate_synthetic
-
-    generate_synthetic(args.model, args.store, args.split_dir, args.output, config_from_args(args))
-
-
-def cmd_gan_metrics(args: argparse.Namespace) -> None:
-    from cxrgen.metrics.gan_metrics import evaluate_gan
-
-    generated = dict(item.split("=", 1) for item in args.generated)
-    evaluate_gan(
-        generated, args.store, args.split, args.output, config_from_args(args), args.classifier
-    )
-
-
-def cmd_invert(args: argparse.Namespace) -> None:
-    from cxrgen.counterfactual.invert import invert_split
-    from cxrgen.devices import claim_device
-
-    with claim_device():
-        invert_split(args.model, args.store, args.split_dir, args.output, config_from_args(args))
-
-
-def cmd_counterfactual(args: argparse.Namespace) -> None:
-    from cxrgen.counterfactual.config import scale_name
-    from cxrgen.counterfactual.counterfactual import make_counterfactuals
-    from cxrgen.devices import claim_device
-
-    cfg = config_from_args(args)
-    # method msr: the first pass is OUTPUT/METHOD/SCALE of cfg.first_pass unless named
-    first_method, first_scale = cfg.first_pass_setting
-    first_pass = args.first_pass_dir or args.output / first_method / scale_name(first_scale)
-    with claim_device():
-        for scale in args.scale:
-            out = args.output / args.method / scale_name(scale)
-            make_counterfactuals(
-                args.method, scale, args.latents, args.model, args.store, out, cfg,
-                classifier_dir=args.classifier,
-                first_pass_dir=first_pass if args.method == "msr" else None,
-            )  # fmt: skip
-
-
-def counterfactual_dirs(roots: list[Path]) -> list[Path]:
-    """Every folder holding a scores.parquet at or below the given folders."""
-    dirs = sorted({p.parent for root in roots for p in root.glob("**/scores.parquet")})
-    if not dirs:
-        raise CxrgenError(f"no scores.parquet under {[str(p) for p in roots]}")
-    return dirs
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from cxrgen.evaluation.evaluate import evaluate
-
-    dirs = counterfactual_dirs(args.counterfactuals)
-    evaluate(args.latents, dirs, args.store, args.output, config_from_args(args),
-             args.classifier, lung_masks=args.lung_masks)  # fmt: skip
-
-
-def cmd_figures(args: argparse.Namespace) -> None:
-    from cxrgen.evaluation.evaluation_figures import write_figures
-
-    dirs = counterfactual_dirs(args.counterfactuals)
-    write_figures(
-        args.latents, dirs, args.store, args.metrics, args.output, config_from_args(args),
-        args.classifier,
-    )  # fmt: skip
-
-
-def cmd_run_summary(args: argparse.Namespace) -> None:
-    from cxrgen.evaluation.run_summary import run_summary
-
-    def pairs(items: list[str]) -> dict[str, str]:
-        return dict(item.split("=", 1) for item in items or [])
-
-    run_summary(pairs(args.evaluation), pairs(args.gan_metrics), args.output)
-
-
-def cmd_weights(args: argparse.Namespace) -> None:
-    from cxrgen.metrics import weights
-
-    if args.action == "download":
-        weights.download_weights(args.dir, progress=not args.quiet)
-    checks = weights.check_weights([args.dir] if args.dir else [])
-    for check in checks:
-        (log.info if check.ok else log.warning)("%s", check.line())
-    if not all(check.ok for check in checks):
-        raise CxrgenError("weight files missing or corrupt: run `cxrgen weights download`")
-
-
-def cmd_apply(args: argparse.Namespace) -> None:
-    from cxrgen.apply import apply
-
-    apply(args.model_dir, args.input, args.output, args.method, args.scale, args.device,
-          not args.quiet)  # fmt: skip
-
-
-def add_evaluation_inputs(p: argparse.ArgumentParser, classifier_help: str) -> None:
-    """The inputs the evaluate and figures commands share."""
-    p.add_argument("--latents", required=True, type=Path, help="folder of the invert stage")
-    p.add_argument(
-        "--counterfactuals", required=True, type=Path, nargs="+",
-        help="counterfactual folders, or a folder above them (every scores.parquet below)",
-    )  # fmt: skip
-    p.add_argument("--store", required=True, type=Path)
-    p.add_argument("--classifier", type=Path, help=classifier_help)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    parser.add_argument("--log-file", type=Path, help="also append the log to this file")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from cxrgen.data.preprocess import PreprocessConfig
-    from cxrgen.data.split import SplitConfig
+def _add_phantoms(sub) -> None:
     from cxrgen.phantoms import CovidPhantomConfig, PhantomConfig
 
     ph = sub.add_parser("phantoms", help="write the synthetic phantom data set")
@@ -260,21 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
         p = ph_sub.add_parser(layout, help=text)
         p.add_argument("--output", required=True, type=Path, help="folder to write")
         add_config_flags(p, cls)
-        p.set_defaults(func=cmd_phantoms)
+        p.set_defaults(func=commands.cmd_phantoms)
+
+
+def _add_preprocess(sub) -> None:
+    from cxrgen.data.preprocess import PreprocessConfig
 
     p = sub.add_parser("preprocess", help="DICOM / image folders -> images.npy + index tables")
     p.add_argument("--input", required=True, type=Path, help="folder tree of DICOM or images")
     p.add_argument("--output", required=True, type=Path, help="tensor store folder to write")
     p.add_argument("--threads", type=int, default=1, help="decoding threads")
     add_config_flags(p, PreprocessConfig)
-    p.set_defaults(func=cmd_preprocess)
+    p.set_defaults(func=commands.cmd_preprocess)
+
+
+def _add_split(sub) -> None:
+    from cxrgen.data.split import SplitConfig
 
     p = sub.add_parser("split", help="patient-level stratified split of a tensor store")
     p.add_argument("--store", required=True, type=Path, help="tensor store folder (preprocess)")
     p.add_argument("--output", required=True, type=Path, help="split folder to write")
     add_config_flags(p, SplitConfig)
-    p.set_defaults(func=cmd_split)
-    for command, (cls, _) in _trainers().items():
+    p.set_defaults(func=commands.cmd_split)
+
+
+def _add_train(sub) -> None:
+    for command, (cls, _) in commands.trainers().items():
         p = sub.add_parser(command, help=f"train ({cls.__name__}); re-running resumes")
         p.add_argument("--store", required=True, type=Path, help="tensor store folder")
         p.add_argument("--split", required=True, type=Path, help="split folder")
@@ -287,10 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         if command in ("train-diffusion", "train-classifier", "train-lungseg"):
             p.add_argument("--checkpoints", type=Path, help="checkpoint folder")
         add_config_flags(p, cls)
-        p.set_defaults(func=cmd_train)
+        p.set_defaults(func=commands.cmd_train)
 
+
+def _add_generate(sub) -> None:
     from cxrgen.gan.generate_synthetic import GenerateConfig
-    from cxrgen.metrics.gan_metrics import GanMetricsConfig
 
     p = sub.add_parser("generate-synthetic", help="synthetic set from a trained GAN")
     p.add_argument("--model", required=True, type=Path, help="trained StarGAN or DCGAN folder")
@@ -299,9 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path, help="split folder")
     p.add_argument("--output", required=True, type=Path)
     add_config_flags(p, GenerateConfig)
-    p.set_defaults(func=cmd_generate)
+    p.set_defaults(func=commands.cmd_generate)
 
-    from cxrgen.counterfactual.config import METHODS, CounterfactualConfig
+
+def _add_invert(sub) -> None:
     from cxrgen.counterfactual.invert import InvertConfig
 
     p = sub.add_parser("invert", help="DDIM-invert a split's images to latents at depth L")
@@ -310,7 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-dir", required=True, type=Path, help="split folder")
     p.add_argument("--output", required=True, type=Path, help="latents folder to write")
     add_config_flags(p, InvertConfig)
-    p.set_defaults(func=cmd_invert)
+    p.set_defaults(func=commands.cmd_invert)
+
+
+def _add_counterfactual(sub) -> None:
+    from cxrgen.counterfactual.config import METHODS, CounterfactualConfig
 
     p = sub.add_parser("counterfactual", help="guided healthy counterfactuals of the latents")
     p.add_argument("--method", required=True, choices=METHODS)
@@ -327,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--output", required=True, type=Path, help="writes OUTPUT/METHOD/SCALE/")
     add_config_flags(p, CounterfactualConfig)
-    p.set_defaults(func=cmd_counterfactual)
+    p.set_defaults(func=commands.cmd_counterfactual)
 
+
+def _add_evaluate(sub) -> None:
     from cxrgen.evaluation.evaluate import EvaluateConfig
 
     p = sub.add_parser("evaluate", help="metrics of the counterfactuals of every method / scale")
@@ -336,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path, help="metrics folder to write")
     p.add_argument("--lung-masks", type=Path, help="predict-lungseg's lung_masks.npy: per lung")
     add_config_flags(p, EvaluateConfig)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=commands.cmd_evaluate)
 
+
+def _add_figures(sub) -> None:
     from cxrgen.evaluation.evaluation_figures import FiguresConfig
 
     p = sub.add_parser("figures", help="Fig. 3 / Fig. 4 / ROC / severity / Grad-CAM figures")
@@ -345,12 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", required=True, type=Path, help="tables of the evaluate stage")
     p.add_argument("--output", required=True, type=Path, help="figure folder to write")
     add_config_flags(p, FiguresConfig)
-    p.set_defaults(func=cmd_figures)
+    p.set_defaults(func=commands.cmd_figures)
 
+
+def _add_predict(sub) -> None:
     from cxrgen.lungseg.command import add_predict_command
 
     add_predict_command(sub)  # predict-lungseg
 
+
+def _add_apply(sub) -> None:
     p = sub.add_parser("apply", help="a finished run's model on new images (no labels needed)")
     p.add_argument("--model-dir", required=True, type=Path, help="RESULTS/models/DATASET")
     p.add_argument("--input", required=True, type=Path, help="folder or file of DICOM/PNG/JPEG")
@@ -358,13 +160,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="instead of the run's calibration-chosen method")
     p.add_argument("--scale", type=float, help="instead of the run's chosen scale")
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_apply)
+    p.set_defaults(func=commands.cmd_apply)
 
+
+def _add_summary(sub) -> None:
     p = sub.add_parser("run-summary", help="one table with every data set's headline numbers")
     p.add_argument("--evaluation", nargs="*", metavar="DATASET=SUMMARY_PARQUET")
     p.add_argument("--gan-metrics", nargs="*", metavar="DATASET=GAN_METRICS_PARQUET")
     p.add_argument("--output", required=True, type=Path)
-    p.set_defaults(func=cmd_run_summary)
+    p.set_defaults(func=commands.cmd_run_summary)
+
+
+def _add_ganmetrics(sub) -> None:
+    from cxrgen.metrics.gan_metrics import GanMetricsConfig
 
     p = sub.add_parser("gan-metrics", help="FID / LPIPS of synthetic sets")
     p.add_argument("--generated", nargs="+", required=True, metavar="NAME=DIR")
@@ -373,17 +181,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, type=Path)
     p.add_argument("--classifier", type=Path, help="guidance classifier folder (fid_cxr)")
     add_config_flags(p, GanMetricsConfig)
-    p.set_defaults(func=cmd_gan_metrics)
+    p.set_defaults(func=commands.cmd_gan_metrics)
 
+
+def _add_weights(sub) -> None:
     p = sub.add_parser("weights", help="fetch (download) or list (check) the FID/LPIPS weights")
     p.add_argument("action", choices=("download", "check"))
     p.add_argument("--dir", type=Path, help="folder instead of the torch hub cache")
-    p.set_defaults(func=cmd_weights)
+    p.set_defaults(func=commands.cmd_weights)
+
+
+SECTIONS: tuple[tuple[tuple[str, ...], Callable], ...] = (
+    (("phantoms",), _add_phantoms),
+    (("preprocess",), _add_preprocess),
+    (("split",), _add_split),
+    (commands.TRAIN_COMMANDS, _add_train),
+    (("generate-synthetic",), _add_generate),
+    (("invert",), _add_invert),
+    (("counterfactual",), _add_counterfactual),
+    (("evaluate",), _add_evaluate),
+    (("figures",), _add_figures),
+    (("predict-lungseg",), _add_predict),
+    (("apply",), _add_apply),
+    (("run-summary",), _add_summary),
+    (("gan-metrics",), _add_ganmetrics),
+    (("weights",), _add_weights),
+)
+
+
+def command_name(argv: list[str]) -> str | None:
+    """The command of ``argv`` (the first word that is no option or option value), or None."""
+    words = iter(argv)
+    for word in words:
+        if word == "--log-file":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command, or only of ``command`` (what ``main`` builds)."""
+    parser = argparse.ArgumentParser(prog="cxrgen", description=__doc__.splitlines()[0])
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--log-file", type=Path, help="also append the log to this file")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    known = any(command in names for names, _ in SECTIONS)
+    for names, add in SECTIONS:
+        if not known or command in names:
+            add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(command_name(argv)).parse_args(argv)
     logs.setup(logging.WARNING if args.quiet else logging.INFO, args.log_file)
     func: Callable[[argparse.Namespace], None] = args.func
     try:
