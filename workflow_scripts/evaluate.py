@@ -23,4 +23,5 @@ with logs.stage_log(smk.log[0]), claim_device():
         Path(smk.output.summary).parent,
         cfg,
         classifier_dir=Path(classifier).parent if classifier else None,
+        lung_masks=smk.input.get("lung_masks"),  # datasets.X.lung_masks_from
     )
