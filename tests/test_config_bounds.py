@@ -69,13 +69,8 @@ NOT_SECTIONS = {
     "lung_masks_from": "the name of the data set whose lung segmenter predicts the masks",
 }
 
-# drift whose fix belongs in a file outside this change: strict, so the fix flags the entry
-KNOWN_DRIFT = {
-    "preprocess.size:value minimum 8 outside": "PreprocessConfig (data/preprocess.py) checks "
-    "size >= 1 only; it needs the schema's 8..4096",
-    "preprocess.size:value maximum 4096 outside": "PreprocessConfig (data/preprocess.py) has no "
-    "upper bound on size; it needs the schema's 8..4096",
-}
+# known schema vs dataclass drift (none left): an entry is an xfail(strict); a fix flags it
+KNOWN_DRIFT: dict[str, str] = {}
 BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
 BIG = 10**6  # a value far out on a side the schema leaves open (divisible by 8, 16 and 64)
 # companions a probed value needs to be valid at all, by (section, key)

@@ -41,7 +41,7 @@ def _add_phantoms(sub) -> None:
 
 
 def _add_preprocess(sub) -> None:
-    from cxrgen.data.preprocess import PreprocessConfig
+    from cxrgen.data.preprocess_config import PreprocessConfig
 
     p = sub.add_parser("preprocess", help="DICOM / image folders -> images.npy + index tables")
     p.add_argument("--input", required=True, type=Path, help="folder tree of DICOM or images")
