@@ -41,6 +41,7 @@ from cxrgen import io, provenance
 from cxrgen.config import check
 from cxrgen.counterfactual import guidance
 from cxrgen.counterfactual.ddim import decode, invert, trajectory
+from cxrgen.data.classes import HEALTHY_CLASS
 from cxrgen.data.latents import LATENTS, RECONSTRUCTIONS, write_trajectory
 from cxrgen.data.store import INDEX_FILE, ImageSet, array_path, image_set
 from cxrgen.devices import check_device_name, resolve_device
@@ -73,7 +74,7 @@ class InvertConfig:
     steps: int = 12
     depth: float = 0.5
     conditioning: str = "unconditional"
-    target_class: str = "Normal"
+    target_class: str = HEALTHY_CLASS
     batch_size: int = 16
     precision: str = "bf16"
     device: str = "auto"
