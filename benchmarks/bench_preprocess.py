@@ -12,7 +12,7 @@ quarter each uncompressed 12-bit, RLE Lossless 12-bit, JPEG 2000 Lossless
     with --threads workers (process executor, and thread executor),
 (d) the stage in a new process importing only what the Snakemake rule's
     script imports, and the command ``cxrgen preprocess --size S --threads T``
-    (whose parser imports every stage's config, torch included): start-up
+    (whose parser builds only that command: no torch): start-up
     included in both.
 
 Prints images/s for each and the throughput ratios to the plain loop and to
