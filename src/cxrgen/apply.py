@@ -80,15 +80,25 @@ class Run:
     def dataset(self) -> str:
         return self.model_dir.name
 
-    def __getattr__(self, name: str) -> Path:
-        results = self.model_dir.parent.parent
-        kinds = {"store": "data", "split": "splits", "latents": "latents",
-                 "counterfactuals": "counterfactuals"}  # fmt: skip
-        if name in kinds:
-            return results / kinds[name] / self.dataset
-        if name == "metrics":
-            return results / "metrics" / self.dataset / "counterfactual"
-        raise AttributeError(name)
+    @property
+    def results(self) -> Path:
+        return self.model_dir.parent.parent
+
+    @property
+    def store(self) -> Path:
+        return self.results / "data" / self.dataset
+
+    @property
+    def latents(self) -> Path:
+        return self.results / "latents" / self.dataset
+
+    @property
+    def counterfactuals(self) -> Path:
+        return self.results / "counterfactuals" / self.dataset
+
+    @property
+    def metrics(self) -> Path:
+        return self.results / "metrics" / self.dataset / "counterfactual"
 
 
 def preprocess_config(run: Run) -> PreprocessConfig:
@@ -118,9 +128,10 @@ def chosen_settings(run: Run, method: str | None, scale: float | None) -> dict[s
     det_path, sev_path = run.metrics / "detection.parquet", run.metrics / "severity.parquet"
     best = chosen_detection(pd.read_parquet(det_path), cal) if det_path.exists() else None
     if method is not None:
-        check_scale = scale if scale is not None else (best["scale"] if best is not None else 0)
+        if scale is None:
+            scale = best["scale"] if best is not None else 0.0
         statistic = best["statistic"] if best is not None else "sum_abs"
-        out["detection"] = Setting(method, float(check_scale), statistic)
+        out["detection"] = Setting(method, float(scale), statistic)
     elif best is not None:
         out["detection"] = Setting(best["method"], float(best["scale"]), best["statistic"])
     else:
@@ -152,7 +163,7 @@ def _mask_threshold(run: Run, setting: Setting, cfg: CounterfactualConfig) -> fl
     path = run.counterfactuals / setting.folder / "provenance.json"
     if path.exists() and io.read_json(path).get("mask_threshold") is not None:
         return float(io.read_json(path)["mask_threshold"])
-    first = run.counterfactuals / "/".join(cfg.first_pass.split("/"))
+    first = run.counterfactuals / Setting(*cfg.first_pass_setting).folder
     scores = pd.read_parquet(first / "scores.parquet", columns=["split"])
     cal = np.flatnonzero(scores["split"].to_numpy() == cfg.calibration_split)
     if not len(cal):
@@ -277,17 +288,15 @@ def apply(
     done: set[str] = set()
     for s in dict.fromkeys(settings.values()):
         cfg = _counterfactual_config(run, s, device)
-        needed = [s]
-        if s.method == "msr":
-            first_method, first_scale = cfg.first_pass_setting
-            needed.insert(0, Setting(first_method, first_scale))
+        first = Setting(*cfg.first_pass_setting)
+        needed = [first, s] if s.method == "msr" else [s]
         for n in needed:
             if n.folder in done:
                 continue
             make_counterfactuals(
                 n.method, n.scale, out_dir / "latents", run.model_dir / "diffusion", store,
                 out_dir / "counterfactuals" / n.folder, cfg, run.model_dir / "classifier",
-                progress, first_pass_dir=out_dir / "counterfactuals" / cfg.first_pass,
+                progress, first_pass_dir=out_dir / "counterfactuals" / first.folder,
                 mask_threshold=_mask_threshold(run, n, cfg) if n.method == "msr" else None,
             )  # fmt: skip
             done.add(n.folder)
