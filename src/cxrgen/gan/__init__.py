@@ -1,8 +1,9 @@
 """GANs on chest X-rays: Med-StyleGAN2 (a StarGAN v2 multi-domain translator) and a
 class-conditional DCGAN baseline, with the generation of synthetic sets for evaluation.
 
-Modules: ``config`` (the GAN training configs), ``loop`` (the step / EMA / checkpoint scaffolding
-both trainers share), ``stargan_nets`` / ``stargan_losses`` / ``stargan_train``, ``dcgan``
-(networks) / ``dcgan_train``, ``artifacts`` (saving, loading, labelled grids, loss plots) and
-``generate`` (synthetic sets for FID / LPIPS).
+Modules: ``config`` (the GAN training configs), ``stargan_nets`` (networks, the trained
+translator and its loader) / ``stargan_losses`` / ``stargan_train`` (its step for the one
+training loop, :mod:`cxrgen.training.loop`), ``dcgan`` (networks and loader) / ``dcgan_train``,
+``artifacts`` (a saved GAN's files) and ``generate_synthetic`` (synthetic sets for FID /
+LPIPS).
 """
