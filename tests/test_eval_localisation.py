@@ -3,8 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from cxrgen.errors import DataError
+from cxrgen.evaluation import localisation
 from cxrgen.evaluation.ground_truth import ground_truth_table
 from cxrgen.evaluation.localisation import box_mask, localisation_table
 
@@ -246,3 +248,30 @@ def test_integer_healthy_images_are_rejected(phantoms):
     stored = np.rint(healthy * 255).astype(np.uint8)
     with pytest.raises(DataError, match="dequantize"):
         ground_truth_table(original, healthy, original - healthy, stored, lesions, positive)
+
+
+@pytest.mark.parametrize("keep_bytes", [0, 1 << 30])
+def test_pixel_aurocs_and_dice_against_scikit_learn_and_counting(monkeypatch, keep_bytes):
+    # maps with many ties (values on a grid of 8 levels): the stage's sorted-value counting
+    # equals scikit-learn's AUROC and a per-threshold count of the Dice, whether the first
+    # pass's sorted values are kept for the second or read again
+    monkeypatch.setattr(localisation, "KEEP_BYTES", keep_bytes)
+    rng = np.random.default_rng(7)
+    masks = masks_of(BOXES)
+    maps = (np.round(8 * (0.4 * masks + rng.random(masks.shape))) / 8).astype(np.float32)
+    thresholds = [0.25, 0.5, 0.75]
+    table = localisation_table(maps, BOXES, thresholds=thresholds, chunk=3)
+    flat, labels = maps.reshape(len(maps), -1), masks.reshape(len(masks), -1)
+    per_image = [roc_auc_score(m, v) for m, v in zip(labels, flat, strict=True)]
+    assert value(table, "pixel_auroc_mean") == pytest.approx(np.mean(per_image), abs=1e-12)
+    pooled = roc_auc_score(labels.ravel(), flat.ravel())
+    assert value(table, "pixel_auroc_pooled") == pytest.approx(pooled, abs=1e-12)
+
+    def dice_at(t):
+        flagged = flat >= t
+        return np.mean(2 * (labels & flagged).sum(1) / (labels.sum(1) + flagged.sum(1)))
+
+    dice = [dice_at(t) for t in thresholds]
+    assert value(table, "dice") == pytest.approx(max(dice), abs=1e-12)
+    row = table[table["metric"] == "dice"]
+    assert float(row["threshold"].iloc[0]) == thresholds[int(np.argmax(dice))]

@@ -281,3 +281,28 @@ def test_rank_table_reads_the_scores_off_one_feature_without_a_fit():
     per_image = rank_table(probs, targets, "p_positive", "classifier probability, no fit")
     rho = per_image.set_index("score")["value"]
     assert rho["extent_right"] == pytest.approx(1.0) and abs(rho["extent_left"]) < 0.4
+
+
+@pytest.mark.parametrize("shape", [(15, 21), (24, 17), (9, 9)])
+def test_radial_spectrum_and_bands_on_odd_sides_match_the_full_fft(shape):
+    # the stage transforms half the spectrum (real FFT) and weights its columns; a full complex
+    # FFT binned the same way is the reference, odd sides included (no Nyquist column)
+    rng = np.random.default_rng(4)
+    images = rng.normal(size=(3, *shape))
+    height, width = shape
+    full = np.abs(np.fft.fft2(images)) ** 2 / float(height * width) ** 2
+    freqs, power = radial_power_spectrum(images, per_image=True)
+    fy, fx = np.meshgrid(np.fft.fftfreq(height), np.fft.fftfreq(width), indexing="ij")
+    radius = np.hypot(fy, fx) / 0.5
+    index = np.minimum(np.floor(radius / freqs[1] + 0.5).astype(int), len(freqs) - 1).ravel()
+    counts = np.bincount(index, minlength=len(freqs))
+    expect = np.stack([np.bincount(index, p.ravel(), len(freqs)) for p in full])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_allclose(power, expect / counts)
+    counterfactual = images - rng.normal(0, 0.1, images.shape)
+    table = band_energy_table(images, counterfactual, (0.3, 0.7))
+    rows = table[table.image_kind == "original"]
+    bands = np.searchsorted([0.3, 0.7], radius, side="right")
+    np.testing.assert_allclose(
+        rows["energy"], [full[:, bands == b].sum(1).mean() for b in range(3)]
+    )

@@ -16,20 +16,22 @@ box (a box covering no pixel centre counts as none; other images are ignored):
   quantiles of the pooled values between the 50th and 99.9th percentile unless given.
 
 Tables are long format: metric, value, n_images, threshold (NaN except for dice). Maps are
-read in chunks of rows (a memory map stays on disk). :func:`mask_agreement` is the same
+read in chunks of rows (a memory map stays on disk); the second pass (Dice, the bootstrap's
+bins) reuses each image's sorted values from the first when they fit in ``KEEP_BYTES``, so a
+map smoothed on access is smoothed once. :func:`mask_agreement` is the same
 computation against any mask source; :mod:`cxrgen.evaluation.ground_truth` uses it with the
 phantoms' true lesion masks.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from cxrgen.config import check
 from cxrgen.errors import DataError
@@ -42,6 +44,7 @@ N_THRESHOLDS = 50
 THRESHOLD_QUANTILES = (0.5, 0.999)
 COLUMNS = ("metric", "value", "n_images", "threshold", "ci_low", "ci_high")
 N_BINS = 1024  # quantile bins of the pooled values, for the bootstrap of the pooled AUROC
+KEEP_BYTES = 1 << 30  # the first pass's sorted values kept for the second up to this size
 
 # masks_of(rows) -> bool (len(rows), H, W): the target masks of those rows of the maps
 MaskSource = Callable[[np.ndarray], np.ndarray]
@@ -80,12 +83,19 @@ def box_mask(boxes, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+@functools.lru_cache(maxsize=4)
 def _sample_index(total: int, max_pixels: int, seed: int) -> np.ndarray | None:
-    """Sorted flat indices of a uniform subsample of ``total`` pixels; None to keep all."""
+    """Sorted flat indices of a uniform subsample of ``total`` pixels; None to keep all.
+
+    Kept (read-only) for the next call: every map, smoothing and setting of a split draws the
+    same sample, and drawing 2M of 40M pixels without replacement takes seconds.
+    """
     if total <= max_pixels:
         return None
     rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(total, size=max_pixels, replace=False))
+    sample = np.sort(rng.choice(total, size=max_pixels, replace=False))
+    sample.flags.writeable = False
+    return sample
 
 
 def _chunks(rows: np.ndarray, chunk: int):
@@ -94,7 +104,10 @@ def _chunks(rows: np.ndarray, chunk: int):
 
 
 def _read(maps: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    values = np.asarray(maps[rows], dtype=np.float64)
+    """The maps of ``rows`` as float32 or float64 (as stored; other types as float64)."""
+    values = np.asarray(maps[rows])
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
     if not np.isfinite(values).all():
         raise DataError(f"anomaly maps of rows {rows[0]}..{rows[-1]} have NaN or inf values")
     return values
@@ -109,20 +122,47 @@ def _masks(masks_of: MaskSource, rows: np.ndarray, shape: tuple[int, ...]) -> np
     return masks
 
 
+def _split_sorted(values: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An image's values inside and outside its mask, each sorted: every per-image metric below
+    is a count of them against a threshold, so one sort serves the AUROC, the Dice curve and
+    the bootstrap's bins (one searchsorted pass of each pixel through the thresholds and
+    bins instead cost most of an evaluation's time). Sorted in the maps' own type (float32
+    sorts faster; the order is the same), returned as float64."""
+    return tuple(np.sort(values[part]).astype(np.float64, copy=False) for part in (mask, ~mask))
+
+
+def _auroc_sorted(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """AUROC of sorted positive and negative scores (both non-empty): the share of
+    (positive, negative) pairs in the right order, ties counting one half (the area under
+    scikit-learn's ROC curve, without its input checks and about 10x faster here)."""
+    below = np.searchsorted(negatives, positives, side="left").sum(dtype=np.int64)
+    not_above = np.searchsorted(negatives, positives, side="right").sum(dtype=np.int64)
+    return float((below + not_above) / (2.0 * len(positives) * len(negatives)))
+
+
+def _auroc(positive: np.ndarray, values: np.ndarray) -> float:
+    """AUROC of ``values`` for the bool labels ``positive`` (both classes present)."""
+    return _auroc_sorted(*_split_sorted(values, positive))
+
+
+def _bin_counts(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """How many values fall in each bin [edges[b - 1], edges[b]) of sorted ``edges``
+    (len(edges) + 1 bins, the first and last open)."""
+    below = np.searchsorted(sorted_values, edges, side="left")
+    return np.diff(below, prepend=0, append=len(sorted_values))
+
+
 def default_thresholds(values: np.ndarray, n: int = N_THRESHOLDS) -> np.ndarray:
     """``n`` quantiles of ``values`` between the 50th and 99.9th percentile (sorted, unique)."""
     return np.unique(np.quantile(values, np.linspace(*THRESHOLD_QUANTILES, n)))
 
 
-def _dice_curve(values: np.ndarray, mask: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Dice of ``values >= t`` vs ``mask`` (non-empty) for every sorted threshold t."""
-    # Counted with one searchsorted + bincount (k = number of thresholds <= value, so the pixel
-    # is flagged at thresholds[:k]) instead of one comparison pass per threshold.
-    n = len(thresholds)
-    k = np.searchsorted(thresholds, values, side="right")
-    flagged = np.bincount(k, minlength=n + 1)[::-1].cumsum()[::-1][1:]
-    hits = np.bincount(k[mask], minlength=n + 1)[::-1].cumsum()[::-1][1:]
-    return 2.0 * hits / (flagged + mask.sum())
+def _dice_curve(inside: np.ndarray, outside: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Dice of ``values >= t`` vs the mask for every threshold t, from the sorted values inside
+    (non-empty) and outside the mask."""
+    hits = len(inside) - np.searchsorted(inside, thresholds, side="left")
+    flagged = hits + len(outside) - np.searchsorted(outside, thresholds, side="left")
+    return 2.0 * hits / (flagged + len(inside))
 
 
 def mask_agreement(
@@ -161,24 +201,38 @@ def mask_agreement(
     if sample is not None:
         log.info("pooled pixel AUROC on %d of %d pixels (seed %d)", max_pixels, n * n_pixels, seed)
 
+    def read_chunks():
+        for start, part in _chunks(rows, chunk):
+            values = _read(anomaly_maps, part).reshape(len(part), -1)
+            shape = (len(part), *anomaly_maps.shape[1:])
+            yield start, values, _masks(masks_of, part, shape).reshape(len(part), -1)
+
+    def sorted_images():
+        for start, values, masks in read_chunks():
+            for i, (v, m) in enumerate(zip(values, masks, strict=True)):
+                yield start + i, *_split_sorted(v, m)
+
+    kept = [] if n * n_pixels * 8 <= KEEP_BYTES else None  # each image's sorted float64 values
     pooled_scores, pooled_labels, aurocs, hit = [], [], np.full(n, np.nan), np.zeros(n, bool)
-    for start, part in _chunks(rows, chunk):
-        values = _read(anomaly_maps, part).reshape(len(part), -1)
-        masks = _masks(masks_of, part, (len(part), *anomaly_maps.shape[1:])).reshape(len(part), -1)
+    for start, values, masks in read_chunks():
         if sample is None:
             pooled_scores.append(values.ravel())
             pooled_labels.append(masks.ravel())
         else:
-            lo, hi = np.searchsorted(sample, [start * n_pixels, (start + len(part)) * n_pixels])
+            lo, hi = np.searchsorted(sample, [start * n_pixels, (start + len(values)) * n_pixels])
             flat = sample[lo:hi] - start * n_pixels
             pooled_scores.append(values.ravel()[flat])
             pooled_labels.append(masks.ravel()[flat])
         for i, (v, m) in enumerate(zip(values, masks, strict=True)):
             hit[start + i] = m[np.argmax(v)]
-            if not m.all():
-                aurocs[start + i] = roc_auc_score(m, v)
-    scores, labels = np.concatenate(pooled_scores), np.concatenate(pooled_labels)
-    pooled = roc_auc_score(labels, scores) if 0 < labels.sum() < len(labels) else np.nan
+            inside, outside = _split_sorted(v, m)
+            if len(outside):
+                aurocs[start + i] = _auroc_sorted(inside, outside)
+            if kept is not None:
+                kept.append((start + i, inside, outside))
+    scores = np.concatenate(pooled_scores).astype(np.float64, copy=False)
+    labels = np.concatenate(pooled_labels)
+    pooled = _auroc(labels, scores) if 0 < labels.sum() < len(labels) else np.nan
 
     if thresholds is None:
         thr = default_thresholds(scores)
@@ -189,15 +243,10 @@ def mask_agreement(
     dice = np.zeros((n, len(thr)))
     pos_hist = np.zeros((n, len(edges) + 1))
     neg_hist = np.zeros((n, len(edges) + 1))
-    for start, part in _chunks(rows, chunk):
-        values = _read(anomaly_maps, part).reshape(len(part), -1)
-        masks = _masks(masks_of, part, (len(part), *anomaly_maps.shape[1:])).reshape(len(part), -1)
-        for i, (v, m) in enumerate(zip(values, masks, strict=True)):
-            dice[start + i] = _dice_curve(v, m, thr)
-            if n_boot:
-                k = np.searchsorted(edges, v, side="right")
-                pos_hist[start + i] = np.bincount(k[m], minlength=len(edges) + 1)
-                neg_hist[start + i] = np.bincount(k[~m], minlength=len(edges) + 1)
+    for i, inside, outside in kept if kept is not None else sorted_images():
+        dice[i] = _dice_curve(inside, outside, thr)
+        if n_boot:
+            pos_hist[i], neg_hist[i] = _bin_counts(inside, edges), _bin_counts(outside, edges)
     mean_dice = dice.mean(axis=0)
     best = int(np.argmax(mean_dice))  # ties: the lowest threshold
 
@@ -251,12 +300,13 @@ def localisation_table(
         raise DataError(f"{len(boxes_per_image)} box lists for {len(anomaly_maps)} anomaly maps")
     shape = anomaly_maps.shape[1:]
     boxes = [as_boxes(b) for b in boxes_per_image]
-    has_box = np.array([len(b) > 0 for b in boxes], dtype=bool)
-    covered = np.array([len(b) > 0 and box_mask(b, shape).any() for b in boxes], dtype=bool)
+    chosen = np.ones(len(boxes), dtype=bool)
     if rows is not None:
         chosen = np.zeros(len(boxes), dtype=bool)
         chosen[np.asarray(rows, dtype=np.int64)] = True
-        has_box, covered = has_box & chosen, covered & chosen
+    has_box = np.array([len(b) > 0 for b in boxes], dtype=bool) & chosen
+    covered = has_box.copy()
+    covered[has_box] = [box_mask(boxes[r], shape).any() for r in np.flatnonzero(has_box)]
     if (has_box & ~covered).any():
         log.warning(
             "%d images have boxes covering no pixel centre", int((has_box & ~covered).sum())

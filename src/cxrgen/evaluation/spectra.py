@@ -5,9 +5,11 @@ one per image); ``band_energy_table`` splits the energy of the originals, the co
 and their differences into bands of radial frequency. Frequencies are fractions of Nyquist
 (:func:`cxrgen.metrics.fourier.radial_frequency`), and a band [low, high) holds exactly the
 frequencies that ``lowpass(x, high) - lowpass(x, low)`` of :mod:`cxrgen.metrics.fourier`
-keeps, so band energies add up to an image's mean squared value (Parseval). numpy's FFT does
-the transforms; the radial binning is written here because neither numpy, scipy nor
-scikit-image has a radial average of a spectrum.
+keeps, so band energies add up to an image's mean squared value (Parseval). numpy's real FFT
+does the transforms (half the spectrum, each column weighted by how often it occurs in the
+full one: a real image's spectrum is conjugate-symmetric, and the complex FFT of the whole
+spectrum cost about 20x more); the radial binning is written here because neither numpy, scipy
+nor scikit-image has a radial average of a spectrum.
 """
 
 from __future__ import annotations
@@ -23,10 +25,23 @@ IMAGE_KINDS = ("original", "counterfactual", "difference")
 
 
 def _power(images: np.ndarray) -> np.ndarray:
-    """|FFT|^2 / (H W)^2 of (B, H, W) images: sums to each image's mean squared value."""
+    """|FFT|^2 / (H W)^2 of (B, H, W) images on the real FFT's columns (B, H, W // 2 + 1), each
+    column times the number of times it occurs in the full spectrum (columns 1 .. ceil(W/2) - 1
+    stand for their conjugates too): sums to each image's mean squared value."""
     images = np.asarray(images, dtype=np.float64)
     height, width = images.shape[-2:]
-    return np.abs(np.fft.fft2(images, axes=(-2, -1))) ** 2 / float(height * width) ** 2
+    weights = np.full(width // 2 + 1, 2.0)
+    weights[0] = 1.0
+    if width % 2 == 0:
+        weights[-1] = 1.0  # Nyquist column: its own conjugate
+    spectrum = np.fft.rfft2(images, axes=(-2, -1))
+    return (spectrum.real**2 + spectrum.imag**2) * (weights / float(height * width) ** 2)
+
+
+def _half(radius: np.ndarray) -> np.ndarray:
+    """The real FFT's columns of a full (H, W) grid of radial frequencies (a conjugate bin has
+    the radius of its partner, so it lands in the same radial bin or band)."""
+    return radius[:, : radius.shape[1] // 2 + 1]
 
 
 def radial_power_spectrum(
@@ -46,18 +61,23 @@ def radial_power_spectrum(
     if images.ndim != 3 or len(images) == 0:
         raise DataError(f"images must be a non-empty (N, H, W) array, got {images.shape}")
     height, width = images.shape[1:]
-    radius = radial_frequency(height, width).ravel()
+    full = radial_frequency(height, width)
+    radius = full.ravel()
     if n_bins is None:
         step = 2.0 / min(height, width)
         n_bins = int(np.floor(radius.max() / step + 0.5)) + 1
     else:
         check(n_bins >= 2, f"n_bins must be >= 2, got {n_bins}")
         step = radius.max() / (n_bins - 1)
-    index = np.minimum(np.floor(radius / step + 0.5).astype(np.int64), n_bins - 1)
-    counts = np.bincount(index, minlength=n_bins).astype(np.float64)
+
+    def bins(r: np.ndarray) -> np.ndarray:
+        return np.minimum(np.floor(r / step + 0.5).astype(np.int64), n_bins - 1)
+
+    counts = np.bincount(bins(radius), minlength=n_bins).astype(np.float64)  # full spectrum
+    index = bins(_half(full).ravel())
     curves = []
     for start in range(0, len(images), chunk):
-        power = _power(images[start : start + chunk]).reshape(-1, radius.size)
+        power = _power(images[start : start + chunk]).reshape(-1, index.size)
         b = len(power)
         # one bincount for the whole chunk: image j's bins are offset by j * n_bins
         flat = (index[None, :] + n_bins * np.arange(b)[:, None]).ravel()
@@ -101,7 +121,7 @@ def band_energy_table(
         if len(classes) != n:
             raise DataError(f"{len(classes)} labels for {n} images")
     edges = (0.0, *cutoffs, np.inf)
-    radius = radial_frequency(*original.shape[1:]).ravel()
+    radius = _half(radial_frequency(*original.shape[1:])).ravel()
     band = np.searchsorted(np.asarray(cutoffs), radius, side="right")  # r < c1 -> band 0
     n_bands = len(edges) - 1
     energy = np.zeros((len(IMAGE_KINDS), n, n_bands))  # per kind, image and band
