@@ -283,7 +283,8 @@ def evaluate_inputs(wildcards):
     model = model_dataset(d)
     if "classifier" in config["datasets"][model]:
         inputs["classifier"] = f"{RESULTS}/models/{model}/classifier/model.safetensors"
-    if config["datasets"][d].get("lung_masks_from"):  # per-lung features in predicted lungs
+    # per-lung features in predicted lungs
+    if config["datasets"][d].get("lung_masks_from"):
         inputs["lung_masks"] = f"{RESULTS}/lung_masks/{d}/lung_masks.npy"
     return inputs
 
