@@ -3,9 +3,14 @@
 The end-to-end apply on a finished run is in tests/test_workflow_smoke.py (it needs the
 smoke workflow's models and tables)."""
 
+import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 
 from cxrgen import io
 from cxrgen.apply import Run, apply, chosen_settings, preprocess_config
@@ -97,3 +102,29 @@ def test_the_workflow_plans_one_apply_job_per_named_input(tmp_path):
     assert "apply.ward.model: 'covidqu' is not a data set that trains a diffusion model" in (
         proc.stdout + proc.stderr
     )
+
+
+def test_other_bit_depths_and_photometry_are_converted_colour_is_refused(tmp_path):
+    # a uint8 model; inputs: a 16-bit MR, the same pixels as MONOCHROME1, an RGB file
+    model = fake_run(tmp_path, {"size": 32, "dtype": "uint8"})
+    source = tmp_path / "input"
+    source.mkdir()
+    mr = Path(get_testdata_file("MR_small.dcm"))
+    shutil.copy(mr, source / "mr.dcm")
+    shutil.copy(mr.parent / "SC_rgb_rle.dcm", source / "rgb.dcm")
+    inverted = pydicom.dcmread(mr)
+    inverted.PhotometricInterpretation = "MONOCHROME1"
+    inverted.SOPInstanceUID = inverted.SOPInstanceUID + ".1"
+    inverted.save_as(source / "mr_monochrome1.dcm")
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="no trained diffusion model"):  # preprocessing came first
+        apply(model, source, out, method="cfg", scale=1.0, progress=False)
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert dict(zip(rejected.file, rejected.reason_code, strict=True)) == {"rgb.dcm": "colour"}
+    index = pd.read_parquet(out / "store" / "index.parquet").set_index("file")
+    images = np.load(out / "store" / "images.npy")
+    assert images.dtype == np.uint8 and images.shape == (2, 32, 32)
+    assert index.loc["mr.dcm", "bits_stored"] == 16
+    plain = images[index.loc["mr.dcm", "row"]].astype(int)
+    mono1 = images[index.loc["mr_monochrome1.dcm", "row"]].astype(int)
+    assert plain.std() > 20 and np.abs(plain + mono1 - 255).max() <= 1  # inverted, not refused
