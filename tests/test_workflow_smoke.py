@@ -13,6 +13,8 @@ import pytest
 import report_browser
 from workflow_helpers import overlay, planned_jobs, snakemake
 
+from cxrgen.counterfactual.config import scale_name
+
 # what any change of a counterfactual replans after the counterfactual jobs themselves
 EVALUATION = {"evaluate": 1, "evaluation_figures": 1, "run_summary": 1, "all": 1}
 # the same when the change also reaches the ralo data set, which rsna's models score and
@@ -431,6 +433,10 @@ def test_apply_scores_unseen_images_with_the_runs_choices(smoke_run, tmp_path):
         assert np.abs(overlay_png[..., 0] - overlay_png[..., 2]).max() > 0.05  # coloured map
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["preprocess"]["size"] == 32 and provenance["preprocess"]["labels_csv"] is None
+    # every chosen setting (detection and each RALO total's, stargan's included) was decoded
+    for s in provenance["settings"].values():
+        decoded = out / "counterfactuals" / s["method"] / scale_name(s["scale"]) / "diff.npy"
+        assert np.abs(np.load(decoded)).sum() > 0, s
 
 
 def plt_image(path: Path) -> np.ndarray:

@@ -100,6 +100,11 @@ class Run:
     def metrics(self) -> Path:
         return self.results / "metrics" / self.dataset / "counterfactual"
 
+    def recorded(self, path: str) -> Path:
+        """A path a run's provenance recorded: relative ones are relative to the folder the
+        workflow ran in (the one holding RESULTS), not to where apply runs."""
+        return Path(path) if Path(path).is_absolute() else self.results.parent / path
+
 
 def preprocess_config(run: Run) -> PreprocessConfig:
     """The training store's preprocessing, without the keys that describe its labels."""
@@ -202,7 +207,8 @@ def lung_masks(run: Run, store: Path, device: str) -> tuple[np.ndarray | None, n
         return None, None
     from cxrgen.lungseg.predict import predict_lung_masks  # only runs that segment lungs
 
-    model = io.read_json(Path(used).parent / "provenance.json")["model"]
+    used = run.recorded(used)
+    model = run.recorded(io.read_json(used.parent / "provenance.json")["model"])
     return np.load(used, mmap_mode="r"), predict_lung_masks(model, store, device)
 
 
@@ -293,8 +299,9 @@ def apply(
         for n in needed:
             if n.folder in done:
                 continue
+            model = run.model_dir / ("stargan" if n.method == "stargan" else "diffusion")
             make_counterfactuals(
-                n.method, n.scale, out_dir / "latents", run.model_dir / "diffusion", store,
+                n.method, n.scale, out_dir / "latents", model, store,
                 out_dir / "counterfactuals" / n.folder, cfg, run.model_dir / "classifier",
                 progress, first_pass_dir=out_dir / "counterfactuals" / first.folder,
                 mask_threshold=_mask_threshold(run, n, cfg) if n.method == "msr" else None,
