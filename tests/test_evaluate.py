@@ -186,14 +186,14 @@ def test_severity_table2_spectra_and_summary(evaluated):
     sev = t["severity"]
     oracle = dict(method="cfg", scale=1.0, score="extent_total", metric="spearman",
                   subset="opacity images")  # fmt: skip
-    rho = value(sev, **oracle, feature_set="ridge on lung-half features")
+    rho = value(sev, **oracle, feature_set="ridge on per-lung features")
     assert rho > 0.9, rho
-    ranked = value(sev, **oracle, feature_set="sum_removed per lung half")
+    ranked = value(sev, **oracle, feature_set="sum_removed per lung")
     assert ranked > 0.95, ranked  # grows with the lesion (float noise splits equal sizes)
-    mae = value(sev, **{**oracle, "metric": "mae"}, feature_set="sum_removed per lung half")
+    mae = value(sev, **{**oracle, "metric": "mae"}, feature_set="sum_removed per lung")
     assert mae < 0.6, mae  # fitted on calibration, the test lesions are read in RALO points
     # nothing is changed on test by cg: its reading cannot rank the test lesions
-    nothing = value(sev, **{**oracle, "method": "cg"}, feature_set="sum_removed per lung half")
+    nothing = value(sev, **{**oracle, "method": "cg"}, feature_set="sum_removed per lung")
     assert not nothing > 0.5
     t2 = t["table2"]
     sums = t2[(t2["method"] == "cfg") & (t2["scale"] == 1) & (t2["split"] == "test")]

@@ -76,11 +76,12 @@ STATISTICS = (
     "guided_sum_abs",
 )
 # The severity readings compared on the calibration split: regressions of each RALO score on
-# features of the difference map per lung half (severity.FEATURES), or on one number, the
-# intensity removed inside the score's lung half (both halves for a total).
+# features of the difference map per lung (severity.FEATURES; in the predicted lung masks, or
+# the image halves without them), or on one number, the intensity removed inside the score's
+# lung (both lungs for a total).
 SEVERITY_READINGS = {
-    "ridge on lung-half features": list(severity.FEATURES),
-    "sum_removed per lung half": ["+sum_removed"],
+    "ridge on per-lung features": list(severity.FEATURES),
+    "sum_removed per lung": ["+sum_removed"],
 }
 CLASSIFIER_READING = "classifier probability"
 
