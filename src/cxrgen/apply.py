@@ -16,8 +16,9 @@ images and, with the models of a finished run (``model_dir`` = ``RESULTS/models/
    (``images/``), and one row in ``scores.parquet`` / ``scores.csv``: the detection score,
    per-lung severity features (in the lungs the run's lung segmenter predicts where its
    evaluation used predicted masks, else in the image halves, as the evaluation) and
-   predicted RALO scores (the run's calibration-fitted regression, refitted here on the same
-   calibration images).
+   predicted RALO scores (the chosen reading's regression refitted on all the run's
+   calibration images, as the evaluation's 'all images' rows: new images may be of either
+   class; the headline 'opacity images' rows fit on the opacity images only).
 
 Nothing is fitted on the new images and no label of theirs is read. The run's calibration
 images and their RALO scores are what the severity regression is fitted on, as in the
@@ -37,13 +38,19 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrgen import io, provenance
-from cxrgen.counterfactual import resample
 from cxrgen.counterfactual.config import CounterfactualConfig, scale_name
-from cxrgen.counterfactual.counterfactual import make_counterfactuals
+from cxrgen.counterfactual.counterfactual import make_counterfactuals, msr_threshold
 from cxrgen.counterfactual.invert import InvertConfig, invert_split
 from cxrgen.data.classes import read_classes, write_classes
 from cxrgen.data.preprocess import PreprocessConfig, preprocess
-from cxrgen.data.store import CLASSES_FILE, INDEX_FILE, REJECTED_FILE, SPLIT_FILE, image_set
+from cxrgen.data.store import (
+    CLASSES_FILE,
+    INDEX_FILE,
+    REJECTED_FILE,
+    SPLIT_FILE,
+    image_set,
+    stored_preprocessing,
+)
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.evaluation import severity
 from cxrgen.evaluation.evaluate import SEVERITY_READINGS
@@ -112,8 +119,8 @@ def preprocess_config(run: Run) -> PreprocessConfig:
     if not prov_path.exists():
         raise ConfigError(f"{run.model_dir} is no model folder: {prov_path} is missing")
     saved = io.read_json(prov_path).get("preprocess")
-    if saved is None and (run.store / "provenance.json").exists():
-        saved = io.read_json(run.store / "provenance.json").get("config")
+    if saved is None:
+        saved = stored_preprocessing(run.store)
     if saved is None:
         raise ConfigError(
             f"{prov_path} does not record the preprocessing the model was trained on and the "
@@ -121,8 +128,6 @@ def preprocess_config(run: Run) -> PreprocessConfig:
         )
     known = {f.name for f in fields(PreprocessConfig)}
     kept = {k: v for k, v in saved.items() if k in known and k not in LABEL_KEYS}
-    if isinstance(kept.get("classes"), list):
-        kept["classes"] = tuple(kept["classes"])
     return PreprocessConfig(**kept)
 
 
@@ -154,28 +159,28 @@ def chosen_settings(run: Run, method: str | None, scale: float | None) -> dict[s
     return out
 
 
-def _counterfactual_config(run: Run, setting: Setting, device: str) -> CounterfactualConfig:
-    """The run's own counterfactual config of the setting (defaults where it is missing)."""
+def _provenance(run: Run, setting: Setting) -> dict:
+    """The provenance.json of the run's counterfactual of ``setting`` ({} where missing)."""
     path = run.counterfactuals / setting.folder / "provenance.json"
-    saved = io.read_json(path).get("config", {}) if path.exists() else {}
+    return io.read_json(path) if path.exists() else {}
+
+
+def _counterfactual_config(saved: dict, device: str) -> CounterfactualConfig:
+    """The run's own counterfactual config of a setting (defaults where it is missing)."""
     known = {f.name for f in fields(CounterfactualConfig)}
-    return replace(CounterfactualConfig(**{k: v for k, v in saved.items() if k in known}),
+    config = saved.get("config", {})
+    return replace(CounterfactualConfig(**{k: v for k, v in config.items() if k in known}),
                    device=device)  # fmt: skip
 
 
-def _mask_threshold(run: Run, setting: Setting, cfg: CounterfactualConfig) -> float:
-    """msr's mask threshold as its run set it on the run's calibration images."""
-    path = run.counterfactuals / setting.folder / "provenance.json"
-    if path.exists() and io.read_json(path).get("mask_threshold") is not None:
-        return float(io.read_json(path)["mask_threshold"])
+def _mask_threshold(run: Run, saved: dict, cfg: CounterfactualConfig) -> float:
+    """msr's mask threshold as its run set it on the run's calibration images (recorded in
+    the setting's provenance ``saved``, else set again from the run's first pass)."""
+    if saved.get("mask_threshold") is not None:
+        return float(saved["mask_threshold"])
     first = run.counterfactuals / Setting(*cfg.first_pass_setting).folder
-    scores = pd.read_parquet(first / "scores.parquet", columns=["split"])
-    cal = np.flatnonzero(scores["split"].to_numpy() == cfg.calibration_split)
-    if not len(cal):
-        raise DataError(f"no calibration images in {first} to set msr's mask threshold on")
-    diff = np.load(first / "diff.npy", mmap_mode="r")
-    sigma = cfg.mask_smoothing * diff.shape[-1]
-    return resample.mask_threshold(resample.smoothed_removed(diff[cal], sigma), cfg.mask_quantile)
+    splits = pd.read_parquet(first / "scores.parquet", columns=["split"])["split"].to_numpy()
+    return msr_threshold(np.load(first / "diff.npy", mmap_mode="r"), splits, cfg, first)
 
 
 def _stage_input(input_path: Path, tmp: Path) -> Path:
@@ -212,28 +217,39 @@ def lung_masks(run: Run, store: Path, device: str) -> tuple[np.ndarray | None, n
     return np.load(used, mmap_mode="r"), predict_lung_masks(model, store, device)
 
 
+def _maps(folder: Path, rows=slice(None)) -> tuple[np.ndarray, np.ndarray]:
+    """(diff, absdiff) of a counterfactual folder, the given rows."""
+    return tuple(np.load(folder / f"{a}.npy", mmap_mode="r")[rows] for a in ("diff", "absdiff"))
+
+
 def _severity_predictions(
-    run: Run, settings: dict[str, Setting], out_dir: Path, masks: tuple
+    run: Run, settings: dict[str, Setting], out_dir: Path, masks: tuple, new_features: dict
 ) -> pd.DataFrame:
-    """Predicted RALO scores: per total, its setting's regression fitted on the run's
-    calibration images (their maps and RALO scores) and applied to the new images' maps."""
+    """Predicted RALO scores: per total, its setting's regression fitted on all the run's
+    calibration images (their maps and RALO scores; as the evaluation's 'all images' rows, as
+    new images may be of either class) and applied to the new images' maps.
+    ``new_features``: the new images' lung features by setting folder, filled in here."""
     preds = []
-    index = pd.read_parquet(run.store / INDEX_FILE)
+    index = pd.read_parquet(run.store / INDEX_FILE).set_index("row")
+    fits: dict[str, tuple[pd.DataFrame, pd.DataFrame]] = {}
     for total in severity.HEADLINE_SCORES:
         if total not in settings:
             continue
         s = settings[total]
         names = list(SEVERITY_READINGS[s.reading])
-        fit_dir, new_dir = run.counterfactuals / s.folder, out_dir / "counterfactuals" / s.folder
-        table = pd.read_parquet(fit_dir / "scores.parquet", columns=["split", "store_row"])
-        cal = np.flatnonzero(table["split"].to_numpy() == "calibration")
-        rows = table["store_row"].to_numpy()[cal]
-        run_masks = None if masks[0] is None else np.asarray(masks[0][rows])
-        fit = severity.lung_features(*(np.load(fit_dir / f"{a}.npy", mmap_mode="r")[cal]
-                                       for a in ("diff", "absdiff")), run_masks)  # fmt: skip
-        targets = index.set_index("row").loc[rows]
-        new = severity.lung_features(*(np.load(new_dir / f"{a}.npy", mmap_mode="r")
-                                       for a in ("diff", "absdiff")), masks[1])  # fmt: skip
+        if s.folder not in fits:  # the two totals often share a setting
+            fit_dir = run.counterfactuals / s.folder
+            table = pd.read_parquet(fit_dir / "scores.parquet", columns=["split", "store_row"])
+            cal = np.flatnonzero(table["split"].to_numpy() == "calibration")
+            rows = table["store_row"].to_numpy()[cal]
+            run_masks = None if masks[0] is None else np.asarray(masks[0][rows])
+            fits[s.folder] = (severity.lung_features(*_maps(fit_dir, cal), run_masks),
+                              index.loc[rows])  # fmt: skip
+        if s.folder not in new_features:
+            new_features[s.folder] = severity.lung_features(
+                *_maps(out_dir / "counterfactuals" / s.folder), masks[1]
+            )
+        (fit, targets), new = fits[s.folder], new_features[s.folder]
         kind = total.split("_")[0]  # extent / opacity: the total and its per-lung scores
         scores = [c for c in severity.SCORES if c.startswith(kind) and c in targets]
         pred = severity.predict_scores(fit, targets.reset_index(), new, names, scores)
@@ -293,7 +309,8 @@ def apply(
                  labelled_only=False)  # fmt: skip
     done: set[str] = set()
     for s in dict.fromkeys(settings.values()):
-        cfg = _counterfactual_config(run, s, device)
+        saved = _provenance(run, s)
+        cfg = _counterfactual_config(saved, device)
         first = Setting(*cfg.first_pass_setting)
         needed = [first, s] if s.method == "msr" else [s]
         for n in needed:
@@ -304,7 +321,7 @@ def apply(
                 n.method, n.scale, out_dir / "latents", model, store,
                 out_dir / "counterfactuals" / n.folder, cfg, run.model_dir / "classifier",
                 progress, first_pass_dir=out_dir / "counterfactuals" / first.folder,
-                mask_threshold=_mask_threshold(run, n, cfg) if n.method == "msr" else None,
+                mask_threshold=_mask_threshold(run, saved, cfg) if n.method == "msr" else None,
             )  # fmt: skip
             done.add(n.folder)
     det = settings["detection"]
@@ -325,9 +342,9 @@ def apply(
         "score": scores[det.statistic].to_numpy(),
     })  # fmt: skip
     masks = lung_masks(run, store, device)
-    features = severity.lung_features(diff, absdiff, masks[1]).drop(columns=["row"])
-    predicted = _severity_predictions(run, settings, out_dir, masks)
-    table = pd.concat([table, features, predicted], axis=1)
+    features = {det.folder: severity.lung_features(diff, absdiff, masks[1])}
+    predicted = _severity_predictions(run, settings, out_dir, masks, features)
+    table = pd.concat([table, features[det.folder].drop(columns=["row"]), predicted], axis=1)
     io.write_parquet(out_dir / "scores.parquet", table)
     io.write_text(out_dir / "scores.csv", table.to_csv(index=False))
     provenance.write(

@@ -143,24 +143,33 @@ def _msr_masks(
     width = images.shape[1]
     sigma, dilation = cfg.mask_smoothing * width, round(cfg.mask_dilation * width)
     if threshold is None:
-        calibration = np.flatnonzero(images.table["split"].to_numpy() == cfg.calibration_split)
-        if not len(calibration):
-            raise DataError(
-                f"no image of split {cfg.calibration_split!r} among the latents to set the msr "
-                "mask threshold on (invert.splits must include it)"
-            )
-        threshold = resample.mask_threshold(
-            resample.smoothed_removed(diff[calibration], sigma), cfg.mask_quantile
-        )
-        log.info("msr mask: first pass %s, threshold %.4g (quantile %g of %d calibration "
-                 "images)", cfg.first_pass, threshold, cfg.mask_quantile,
-                 len(calibration))  # fmt: skip
+        threshold = msr_threshold(diff, images.table["split"].to_numpy(), cfg, first_pass_dir)
 
     def masks(a: int, b: int) -> np.ndarray:
         maps = resample.smoothed_removed(diff[a:b], sigma)
         return resample.first_pass_mask(maps, threshold, dilation)
 
     return masks, float(threshold)
+
+
+def msr_threshold(
+    diff: np.ndarray, splits: np.ndarray, cfg: CounterfactualConfig, where: Path
+) -> float:
+    """msr's mask threshold: the ``mask_quantile`` of the smoothed first-pass maps ``diff``
+    (N, H, W) of the images whose split is the calibration split (``splits``, one per image)."""
+    calibration = np.flatnonzero(np.asarray(splits) == cfg.calibration_split)
+    if not len(calibration):
+        raise DataError(
+            f"no image of split {cfg.calibration_split!r} in {where} to set the msr mask "
+            "threshold on (invert.splits must include it)"
+        )
+    sigma = cfg.mask_smoothing * diff.shape[-1]
+    threshold = resample.mask_threshold(
+        resample.smoothed_removed(diff[calibration], sigma), cfg.mask_quantile
+    )
+    log.info("msr mask: first pass %s, threshold %.4g (quantile %g of %d calibration images)",
+             cfg.first_pass, threshold, cfg.mask_quantile, len(calibration))  # fmt: skip
+    return threshold
 
 
 def _stargan(

@@ -110,6 +110,13 @@ def write_table(path: Path, rows: list[dict], schema: pa.Schema) -> Path:
     return path
 
 
+def stored_preprocessing(store_dir: str | Path) -> dict | None:
+    """The preprocessing config a store was written with (what ``cxrgen apply`` repeats on
+    new images); None for a store without provenance."""
+    path = Path(store_dir) / "provenance.json"
+    return io.read_json(path).get("config") if path.exists() else None
+
+
 def read_index(store_dir: str | Path) -> pd.DataFrame:
     """The store's index table (DataError when there is no store)."""
     path = Path(store_dir) / INDEX_FILE

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import nn
 
-from cxrgen import io
-from cxrgen.data.store import load_split
+from cxrgen.data.store import load_split, stored_preprocessing
 from cxrgen.diffusion.config import DiffusionTrainConfig
 from cxrgen.diffusion.model import build_scheduler, build_unet, check_unet_geometry
 from cxrgen.diffusion.preview import class_grid
@@ -60,13 +59,6 @@ def diffusion_loss(
     x_t = scheduler.add_noise(x0, noise, t)
     pred = model(x_t, t, class_labels=labels).sample
     return F.mse_loss(pred.float(), noise.float()), {}
-
-
-def stored_preprocessing(store_dir: Path) -> dict | None:
-    """The preprocessing config of the training store (what ``cxrgen apply`` repeats on new
-    images); None for a store without provenance."""
-    path = store_dir / "provenance.json"
-    return io.read_json(path).get("config") if path.exists() else None
 
 
 def train_diffusion(
