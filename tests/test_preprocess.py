@@ -14,13 +14,13 @@ from pydicom.uid import JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 from test_dicom_decoding import full_path, grey_levels, smooth_image, write_dicom, xray_like
 
 from cxrgen.config import from_mapping
+from cxrgen.data.classes import RSNA_CLASSES
 from cxrgen.data.geometry import SquareGeometry, dequantize, quantize
 from cxrgen.data.intensity import unit_to_stored
 from cxrgen.data.preprocess import PreprocessConfig, preprocess
 from cxrgen.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-RSNA_CLASSES = ("Normal", "Lung Opacity", "No Lung Opacity / Not Normal")
 
 
 def run(src: Path, out: Path, threads: int = 1, **cfg):

@@ -37,6 +37,7 @@ from cxrgen.devices import check_device_name, resolve_device
 from cxrgen.errors import DataError
 from cxrgen.evaluation import metric_plots, paper_figures
 from cxrgen.evaluation.detection import best_setting
+from cxrgen.evaluation.evaluation_summary import chosen_severity as chosen_reading
 from cxrgen.evaluation.inputs import Setting, load_settings
 
 log = logging.getLogger(__name__)
@@ -157,11 +158,10 @@ def chosen_severity(
     rho = severity[(severity["metric"] == "spearman") & (severity["subset"] == subset)]
     keep_sev, keep_pred = [], []
     for score, per in rho[rho["split"] == cal].groupby("score"):
-        maps = per[(per["method"] != "classifier") & per["value"].notna()]
         picks = [per[per["method"] == "classifier"]]
-        if not maps.empty:
-            picks.append(maps.sort_values(["value", "method", "scale", "feature_set"],
-                                          ascending=[False, True, True, True]).head(1))  # fmt: skip
+        best = chosen_reading(severity, cal, score)
+        if best is not None:
+            picks.append(best.to_frame().T)
         for pick in picks:
             for _, r in pick.iterrows():
                 same = (severity["score"] == score) & (severity["feature_set"] == r["feature_set"])

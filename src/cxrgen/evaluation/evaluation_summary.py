@@ -76,12 +76,16 @@ def _test_row(section, label, table, chosen, keys, test, name, **fixed) -> dict 
                 r.get("ci_high", np.nan), test)  # fmt: skip
 
 
-def chosen_detection(det: pd.DataFrame, cal: str) -> pd.Series | None:
+def chosen_detection(det: pd.DataFrame, cal: str, statistic: str | None = None) -> pd.Series | None:
     """The (method, scale, statistic) row of the best calibration AUROC (what ``cxrgen apply``
-    scores new images with); None when there is none."""
-    auroc = det[det["metric"] == "auroc"]
+    scores new images with; ``statistic``: among that one's rows only); None when there is
+    none. Label-informed rows stay candidates: the summary of a label-informed run reports
+    them, flagged."""
+    auroc = det[(det["metric"] == "auroc") & (det["split"] == cal)]
     measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
-    return _choose(measured[measured["split"] == cal], ["method", "scale", "statistic"])
+    if statistic is not None:
+        measured = measured[measured["statistic"] == statistic]
+    return _choose(measured, ["method", "scale", "statistic"])
 
 
 def chosen_severity(sev: pd.DataFrame, cal: str, score: str) -> pd.Series | None:
@@ -94,7 +98,6 @@ def chosen_severity(sev: pd.DataFrame, cal: str, score: str) -> pd.Series | None
 
 def _detection(det: pd.DataFrame, cal: str, test: str) -> tuple[list[dict], pd.Series | None]:
     rows, auroc = [], det[det["metric"] == "auroc"]
-    measured = auroc[(auroc["source"] == "measured") & (auroc["method"] != "classifier")]
     keys = ["method", "scale", "statistic"]
     best = chosen_detection(det, cal)
     if best is not None:
@@ -104,8 +107,7 @@ def _detection(det: pd.DataFrame, cal: str, test: str) -> tuple[list[dict], pd.S
                             det, best, keys, test, name, metric=metric)  # fmt: skip
             if row:
                 rows.append(row)
-        paper = measured[(measured["statistic"] == "sum_abs") & (measured["split"] == cal)]
-        chosen = _choose(paper, keys)
+        chosen = chosen_detection(det, cal, statistic="sum_abs")
         if chosen is not None:
             name = setting_name(chosen["method"], chosen["scale"], "sum_abs")
             row = _test_row("detection", "AUROC, the paper's sum of |difference|", det, chosen,

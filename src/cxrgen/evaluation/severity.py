@@ -277,6 +277,15 @@ def regression():
     return make_pipeline(StandardScaler(), RidgeCV(alphas=RIDGE_ALPHAS))
 
 
+def _fitted(fit_features: pd.DataFrame, fit_targets: pd.DataFrame, names, score: str):
+    """The regression of ``score`` on feature ``names`` fitted on the usable rows of ``fit_*``
+    (finite target and features); None with fewer than MIN_ROWS of them."""
+    x = _matrix(fit_features, list(names), SCORES[score][0])
+    y = fit_targets[score].to_numpy(dtype=np.float64)
+    keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
+    return regression().fit(x[keep], y[keep]) if keep.sum() >= MIN_ROWS else None
+
+
 def predict_scores(
     fit_features: pd.DataFrame,
     fit_targets: pd.DataFrame,
@@ -290,13 +299,11 @@ def predict_scores(
     out = pd.DataFrame(index=range(len(features)))
     for score in scores:
         sides, top = SCORES[score]
-        x_fit, y_fit = _matrix(fit_features, names, sides), fit_targets[score].to_numpy(float)
-        keep = np.isfinite(y_fit) & np.isfinite(x_fit).all(axis=1)
         x = _matrix(features, names, sides)
         pred = np.full(len(features), np.nan)
         ok = np.isfinite(x).all(axis=1)
-        if keep.sum() >= MIN_ROWS and ok.any():
-            model = regression().fit(x_fit[keep], y_fit[keep])
+        model = _fitted(fit_features, fit_targets, names, score) if ok.any() else None
+        if model is not None:
             pred[ok] = np.clip(model.predict(x[ok]), 0.0, top)
         out[score] = pred
     return out
@@ -332,16 +339,13 @@ def transfer_table(
     for set_name, names in feature_sets.items():
         for score in (s for s in SCORES if s in eval_targets and s in fit_targets):
             sides, top = SCORES[score]
-            x_fit = _matrix(fit_features, list(names), sides)
-            y_fit = fit_targets[score].to_numpy(dtype=np.float64)
             x = _matrix(eval_features, list(names), sides)
             y = eval_targets[score].to_numpy(dtype=np.float64)
-            fit_keep = np.isfinite(y_fit) & np.isfinite(x_fit).all(axis=1)
             keep = np.isfinite(y) & np.isfinite(x).all(axis=1)
             n = int(keep.sum())
             values = {"spearman": (np.nan, np.nan, np.nan), "mae": (np.nan, np.nan, np.nan)}
-            if fit_keep.sum() >= MIN_ROWS and n >= MIN_ROWS:
-                model = regression().fit(x_fit[fit_keep], y_fit[fit_keep])
+            model = _fitted(fit_features, fit_targets, names, score) if n >= MIN_ROWS else None
+            if model is not None:
                 pred = np.clip(model.predict(x[keep]), 0.0, top)
                 true = y[keep]
                 ci_rho = ci_mae = (np.nan, np.nan)
@@ -358,7 +362,7 @@ def transfer_table(
                     pd.DataFrame({"row": rows[keep], "score": score, "feature_set": set_name,
                                   "true": true, "predicted": pred})
                 )  # fmt: skip
-            elif n < MIN_ROWS or fit_keep.sum() < MIN_ROWS:
+            else:
                 log.warning("%s / %s: too few usable rows, no fit", set_name, score)
             for metric, (value, low, high) in values.items():
                 table.append(dict(feature_set=set_name, score=score, metric=metric,

@@ -17,8 +17,6 @@ from diffusers.optimization import (
 
 from cxrgen.training.loop_config import TrainLoopConfig
 
-RECIPES = ("adamw_cosine", "adam_constant")
-
 
 def make_optimizer(
     params: Iterable[torch.nn.Parameter],
