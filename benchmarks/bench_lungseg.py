@@ -35,10 +35,7 @@ from cxrgen.lungseg.sides import LEFT, RIGHT
 from cxrgen.lungseg.train import train_lungseg
 
 ROOT = Path(__file__).resolve().parents[1]
-MAKERS = {
-    "rsna": (phantoms.PhantomConfig, phantoms.make_rsna_phantoms),
-    "covidqu": (phantoms.CovidPhantomConfig, phantoms.make_covidqu_phantoms),
-}
+MAKERS = {name: phantoms.LAYOUTS[name] for name in ("rsna", "covidqu")}
 
 
 def make_stores(work: Path, config: dict) -> None:

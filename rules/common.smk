@@ -76,16 +76,25 @@ def guidance_scales(dataset):
     return scales or {}
 
 
+# the data sets evaluated: those with counterfactuals and methods to make them with
+EVALUATED_DATASETS = [d for d in SCORED_DATASETS if guidance_scales(d)]
+
+
 def model_dataset(dataset):
     """The data set whose trained models score this one: its apply_model, else itself."""
     return APPLY_MODEL.get(dataset, dataset)
+
+
+def models_of(dataset, path):
+    """The file or folder ``path`` of the models that score ``dataset``."""
+    return f"{RESULTS}/models/{model_dataset(dataset)}/{path}"
 
 
 def model_path(path):
     """Input function: the file ``path`` of the models that score the job's data set."""
 
     def scored_by(wildcards):
-        return f"{RESULTS}/models/{model_dataset(wildcards.dataset)}/{path}"
+        return models_of(wildcards.dataset, path)
 
     return scored_by
 
@@ -231,13 +240,13 @@ def counterfactual_inputs(wildcards):
                 "has no stargan section to train the translator with: drop stargan from "
                 f"datasets.{d}.guidance_scales"
             )
-        inputs["model"] = f"{RESULTS}/models/{m}/stargan/generator.safetensors"
+        inputs["model"] = models_of(d, "stargan/generator.safetensors")
     else:
-        inputs["model"] = (
-            f"{RESULTS}/models/{m}/diffusion/unet/diffusion_pytorch_model.safetensors"
+        inputs["model"] = models_of(
+            d, "diffusion/unet/diffusion_pytorch_model.safetensors"
         )
     if wildcards.method == "cg":
-        inputs["classifier"] = f"{RESULTS}/models/{m}/classifier/model.safetensors"
+        inputs["classifier"] = models_of(d, "classifier/model.safetensors")
     if wildcards.method == "msr":
         first = first_pass_dir(wildcards)
         inputs["first_pass_diff"] = f"{first}/diff.npy"
@@ -257,7 +266,7 @@ def first_pass_dir(wildcards):
 def counterfactual_model_dir(wildcards):
     """The model folder a counterfactual job reads: the diffusion model or the StarGAN one."""
     name = "stargan" if wildcards.method == "stargan" else "diffusion"
-    return f"{RESULTS}/models/{model_dataset(wildcards.dataset)}/{name}"
+    return models_of(wildcards.dataset, name)
 
 
 def evaluate_inputs(wildcards):
@@ -280,9 +289,8 @@ def evaluate_inputs(wildcards):
         "latents": f"{RESULTS}/latents/{d}/index.parquet",
         "images": f"{RESULTS}/data/{d}/images.npy",
     }
-    model = model_dataset(d)
-    if "classifier" in config["datasets"][model]:
-        inputs["classifier"] = f"{RESULTS}/models/{model}/classifier/model.safetensors"
+    if "classifier" in config["datasets"][model_dataset(d)]:
+        inputs["classifier"] = models_of(d, "classifier/model.safetensors")
     # per-lung features in predicted lungs
     if config["datasets"][d].get("lung_masks_from"):
         inputs["lung_masks"] = f"{RESULTS}/lung_masks/{d}/lung_masks.npy"
@@ -293,8 +301,7 @@ def evaluate_targets():
     """The evaluation summary and figures of every data set with counterfactuals."""
     return [
         path
-        for d in SCORED_DATASETS
-        if guidance_scales(d)
+        for d in EVALUATED_DATASETS
         for path in (
             f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet",
             f"{RESULTS}/figures/{d}/counterfactual/fig3.png",
@@ -306,8 +313,7 @@ def run_summary_inputs(wildcards):
     """Named inputs eval_{dataset} / gan_{dataset}: every data set's headline table."""
     inputs = {
         f"eval_{d}": f"{RESULTS}/metrics/{d}/counterfactual/summary.parquet"
-        for d in SCORED_DATASETS
-        if guidance_scales(d)
+        for d in EVALUATED_DATASETS
     }
     inputs.update(
         {

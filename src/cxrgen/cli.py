@@ -25,16 +25,17 @@ log = logging.getLogger("cxrgen")
 
 
 def _add_phantoms(sub) -> None:
-    from cxrgen.phantoms import CovidPhantomConfig, PhantomConfig
+    from cxrgen.phantoms import LAYOUTS
 
+    texts = {
+        "rsna": "DICOM phantoms in the RSNA Pneumonia Detection layout",
+        "ralo": "the same DICOM phantoms in the RALO layout (severity CSV only)",
+        "covidqu": "PNG phantoms in the COVID-QU-Ex folder layout",
+    }
     ph = sub.add_parser("phantoms", help="write the synthetic phantom data set")
     ph_sub = ph.add_subparsers(dest="layout", required=True, metavar="LAYOUT")
-    for layout, cls, text in (
-        ("rsna", PhantomConfig, "DICOM phantoms in the RSNA Pneumonia Detection layout"),
-        ("ralo", PhantomConfig, "the same DICOM phantoms in the RALO layout (severity CSV only)"),
-        ("covidqu", CovidPhantomConfig, "PNG phantoms in the COVID-QU-Ex folder layout"),
-    ):
-        p = ph_sub.add_parser(layout, help=text)
+    for layout, (cls, _) in LAYOUTS.items():
+        p = ph_sub.add_parser(layout, help=texts[layout])
         p.add_argument("--output", required=True, type=Path, help="folder to write")
         add_config_flags(p, cls)
         p.set_defaults(func=commands.cmd_phantoms)

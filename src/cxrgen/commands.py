@@ -17,11 +17,7 @@ def cmd_phantoms(args: argparse.Namespace) -> None:
     from cxrgen import phantoms
 
     cfg = config_from_args(args)
-    make = {
-        "rsna": phantoms.make_rsna_phantoms,
-        "ralo": phantoms.make_ralo_phantoms,
-        "covidqu": phantoms.make_covidqu_phantoms,
-    }[args.layout]
+    _, make = phantoms.LAYOUTS[args.layout]
     manifest = make(args.output, cfg)
     log.info("wrote %d phantom images to %s", len(manifest), args.output)
 

@@ -16,7 +16,16 @@ from cxrgen.phantoms.lesions import ralo_scores
 from cxrgen.phantoms.ralo import make_ralo_phantoms
 from cxrgen.phantoms.rsna import make_rsna_phantoms
 
+# layout -> (its config class, its maker(out_dir, cfg)): the command line, the rule and the
+# benchmarks read the layouts from here
+LAYOUTS = {
+    "rsna": (PhantomConfig, make_rsna_phantoms),
+    "ralo": (PhantomConfig, make_ralo_phantoms),
+    "covidqu": (CovidPhantomConfig, make_covidqu_phantoms),
+}
+
 __all__ = [
+    "LAYOUTS",
     "CovidPhantomConfig",
     "PhantomConfig",
     "contact_sheet",
