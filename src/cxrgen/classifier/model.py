@@ -13,18 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
-from cxrgen import io
 from cxrgen.diffusion.model import check_unet_geometry, resolutions
-from cxrgen.errors import DataError
-
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+from cxrgen.model_files import load_model, save_model
 
 
 class NoiseAwareClassifier(nn.Module):
@@ -123,11 +118,7 @@ class NoiseAwareClassifier(nn.Module):
 
 def save_classifier(model: NoiseAwareClassifier, out_dir: str | Path) -> None:
     """``model.safetensors`` + ``config.json`` in ``out_dir`` (each written atomically)."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(out_dir / WEIGHTS) as tmp:
-        safetensors.torch.save_file(state, tmp)
-    io.write_json(out_dir / CONFIG, model.config)
+    save_model(model, out_dir)
 
 
 def load_classifier(
@@ -137,12 +128,7 @@ def load_classifier(
 
     Parameters do not require grad; gradients with respect to the input still flow.
     """
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG).exists() or not (model_dir / WEIGHTS).exists():
-        raise DataError(f"no classifier in {model_dir} (config.json + {WEIGHTS}): train it first")
-    model = NoiseAwareClassifier(**io.read_json(model_dir / CONFIG))
-    model.load_state_dict(safetensors.torch.load_file(model_dir / WEIGHTS, device="cpu"))
-    return model.to(device).eval().requires_grad_(False)
+    return load_model(NoiseAwareClassifier, model_dir, "classifier", device)
 
 
 def log_prob_gradient(

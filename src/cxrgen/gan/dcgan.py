@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cxrgen.config import check
-from cxrgen.gan.artifacts import load_weights, read_model_config
+from cxrgen.model_files import load_weights, read_model_config
 
 
 def dcgan_init(module: nn.Module) -> None:

@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from cxrgen.data.store import load_split
-from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import DCGANTrainConfig
 from cxrgen.gan.dcgan import (
     DCGANDiscriminator,
@@ -31,6 +30,7 @@ from cxrgen.gan.dcgan import (
     check_dcgan_geometry,
 )
 from cxrgen.gan.stargan_losses import adversarial_loss
+from cxrgen.model_files import save_networks
 from cxrgen.plotting import Panel, write_labelled_grid
 from cxrgen.training.data import require_every_class
 from cxrgen.training.loop import seeded, train_and_write

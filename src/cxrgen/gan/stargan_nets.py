@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cxrgen.config import check
-from cxrgen.gan.artifacts import load_weights, read_model_config
+from cxrgen.model_files import load_weights, read_model_config
 
 
 def he_init(module: nn.Module) -> None:

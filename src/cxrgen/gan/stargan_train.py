@@ -26,7 +26,6 @@ import torch
 
 from cxrgen.config import check
 from cxrgen.data.store import SplitImages, load_split
-from cxrgen.gan.artifacts import save_networks
 from cxrgen.gan.config import StarGANTrainConfig
 from cxrgen.gan.stargan_losses import decay_ds, discriminator_loss, generator_loss
 from cxrgen.gan.stargan_nets import (
@@ -35,6 +34,7 @@ from cxrgen.gan.stargan_nets import (
     build_stargan,
     check_generator_geometry,
 )
+from cxrgen.model_files import save_networks
 from cxrgen.plotting import Panel, write_labelled_grid
 from cxrgen.training.data import XrayDataset, require_every_class
 from cxrgen.training.loop import seeded, train_and_write

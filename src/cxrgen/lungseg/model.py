@@ -16,18 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import safetensors.torch
 import torch
 from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block, get_up_block
 from torch import nn
 
-from cxrgen import io
 from cxrgen.diffusion.model import check_unet_geometry
-from cxrgen.errors import DataError
 from cxrgen.lungseg.sides import LABELS
-
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
+from cxrgen.model_files import load_model, save_model
 
 
 class LungSegNet(nn.Module):
@@ -114,18 +109,9 @@ class LungSegNet(nn.Module):
 
 def save_lungseg(model: LungSegNet, out_dir: str | Path) -> None:
     """``model.safetensors`` + ``config.json`` in ``out_dir`` (each written atomically)."""
-    out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    with io.atomic_path(out_dir / WEIGHTS) as tmp:
-        safetensors.torch.save_file(state, tmp)
-    io.write_json(out_dir / CONFIG, model.config)
+    save_model(model, out_dir)
 
 
 def load_lungseg(model_dir: str | Path, device: str | torch.device = "cpu") -> LungSegNet:
     """Rebuild the segmenter from ``config.json`` + ``model.safetensors``; eval mode, frozen."""
-    model_dir = Path(model_dir)
-    if not (model_dir / CONFIG).exists() or not (model_dir / WEIGHTS).exists():
-        raise DataError(f"no lung segmenter in {model_dir} (config.json + {WEIGHTS}): train it")
-    model = LungSegNet(**io.read_json(model_dir / CONFIG))
-    model.load_state_dict(safetensors.torch.load_file(model_dir / WEIGHTS, device="cpu"))
-    return model.to(device).eval().requires_grad_(False)
+    return load_model(LungSegNet, model_dir, "lung segmenter", device)

@@ -1,8 +1,11 @@
-"""A saved GAN: one safetensors file per network and config.json (the architecture)."""
+"""A saved model: one safetensors file per network and config.json (the architecture).
+
+The GANs save several networks (``generator.safetensors``, ...); the classifier and the lung
+segmenter one, ``model.safetensors`` (:func:`save_model` / :func:`load_model`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ from cxrgen import io
 from cxrgen.errors import DataError
 
 CONFIG = "config.json"
+MODEL = "model"  # the one network of a one-network model
 
 
 def save_networks(out_dir: str | Path, nets: Mapping[str, nn.Module], config: dict) -> None:
@@ -43,3 +47,22 @@ def load_weights(model_dir: str | Path, name: str, net: nn.Module) -> nn.Module:
         raise DataError(f"missing {path}: the model folder is incomplete, train it again")
     net.load_state_dict(safetensors.torch.load_file(path, device="cpu"))
     return net.eval().requires_grad_(False)
+
+
+def save_model(model: nn.Module, out_dir: str | Path) -> None:
+    """``model.safetensors`` + ``config.json`` (``model.config``) of a one-network model."""
+    save_networks(out_dir, {MODEL: model}, model.config)
+
+
+def load_model(
+    cls: Callable[..., nn.Module], model_dir: str | Path, what: str, device
+) -> nn.Module:
+    """Rebuild ``cls(**config.json)`` with ``model.safetensors`` on ``device``; eval mode,
+    parameters frozen (gradients with respect to the input still flow). ``what`` names the
+    model in the error when the folder does not hold one."""
+    model_dir = Path(model_dir)
+    if not (model_dir / CONFIG).exists() or not (model_dir / f"{MODEL}.safetensors").exists():
+        raise DataError(
+            f"no {what} in {model_dir} ({CONFIG} + {MODEL}.safetensors): train it first"
+        )
+    return load_weights(model_dir, MODEL, cls(**io.read_json(model_dir / CONFIG))).to(device)
