@@ -10,8 +10,8 @@ The metric plots (ROC / PR, AUROC against scale, severity) are in
 :mod:`cxrgen.evaluation.metric_plots`, which shares this module's style.
 
 Every function takes the tables of :mod:`cxrgen.evaluation.evaluate` (or arrays) and a path, and
-writes the PNG atomically (:func:`cxrgen.io.atomic_path`) with matplotlib's Agg backend. The
-labelled grid of :mod:`cxrgen.gan.artifacts` draws grey [0, 1] images only; these figures
+writes the PNG atomically (:func:`cxrgen.io.atomic_path`) with matplotlib's Agg backend.
+:func:`cxrgen.plotting.write_labelled_grid` draws grey [0, 1] images only; these figures
 need colour maps, signed and per-image ranges and colour bars, so they draw their own axes.
 """
 

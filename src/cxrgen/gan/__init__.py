@@ -4,6 +4,6 @@ class-conditional DCGAN baseline, with the generation of synthetic sets for eval
 Modules: ``config`` (the GAN training configs), ``stargan_nets`` (networks, the trained
 translator and its loader) / ``stargan_losses`` / ``stargan_train`` (its step for the one
 training loop, :mod:`cxrgen.training.loop`), ``dcgan`` (networks and loader) / ``dcgan_train``,
-``artifacts`` (a saved GAN's files) and ``generate_synthetic`` (synthetic sets for FID /
-LPIPS).
+and ``generate_synthetic`` (synthetic sets for FID / LPIPS); a saved GAN's files are
+:mod:`cxrgen.model_files`.
 """
