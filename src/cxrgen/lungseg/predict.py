@@ -36,9 +36,11 @@ SUMMARY_COLUMNS = ("metric", "value", "ci_low", "ci_high", "n_images", "n_patien
 
 @torch.no_grad()
 def predict_rows(
-    model: nn.Module, store_dir: str | Path, rows: np.ndarray, device, batch_size: int = 64
+    model: nn.Module, store_dir: str | Path, rows: np.ndarray, batch_size: int = 64
 ) -> np.ndarray:
-    """uint8 labels (n, H, W) of store rows ``rows`` on the store's grid."""
+    """uint8 labels (n, H, W) of store rows ``rows`` on the store's grid (on the model's
+    device)."""
+    device = next(model.parameters()).device
     images = np.load(array_path(store_dir, IMAGES), mmap_mode="r")
     size = model.config["sample_size"]
     size = (size, size) if isinstance(size, int) else tuple(size)
@@ -63,8 +65,7 @@ def predict_lung_masks(
     """Predicted lung labels (N, H, W) uint8 of every row of the store."""
     n = len(read_index(store_dir))
     model = load_lungseg(model_dir, resolve_device(device))
-    return predict_rows(model, store_dir, np.arange(n), next(model.parameters()).device,
-                        batch_size)  # fmt: skip
+    return predict_rows(model, store_dir, np.arange(n), batch_size)
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> np.ndarray:

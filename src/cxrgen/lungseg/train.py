@@ -163,7 +163,7 @@ def validate(
     except DataError as exc:
         log.warning("no validation: %s", exc)
         return empty
-    predicted = predict_rows(model, store_dir, valid.rows, next(model.parameters()).device)
+    predicted = predict_rows(model, store_dir, valid.rows)
     table = dice_table(predicted, lung_targets(store_dir, valid.rows))
     table.insert(0, "row", valid.rows)
     log.info("validation Dice on %s (%d images): %s", cfg.valid_split, len(table),
