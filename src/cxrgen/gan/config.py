@@ -11,6 +11,7 @@ would need a grad scaler per optimizer), and ``compile`` is not supported.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from cxrgen.config import check
 from cxrgen.training.loop_config import TrainLoopConfig
@@ -44,6 +45,13 @@ class GANTrainConfig(TrainLoopConfig):
     mixed_precision: str = "no"
     balanced_sampling: bool = True
     sample_every: int = 0
+
+    RECIPE: ClassVar[str] = "adam_constant"  # Adam, L2 decay, constant after the warm-up
+    EMA_WARMUP: ClassVar[bool] = False  # StarGAN v2's fixed-beta average
+
+    def precision(self, cpu: bool) -> str:
+        """'auto' and 'no' = float32; 'bf16' only on CUDA."""
+        return "bf16" if self.mixed_precision == "bf16" and not cpu else "no"
 
     def __post_init__(self):
         super().__post_init__()

@@ -146,9 +146,6 @@ def train_dcgan(
         nets=dict(nets),
         step=functools.partial(dcgan_step, latent_dim=cfg.latent_dim, num_classes=k),
         keep=("generator",),
-        recipe="adam_constant",
-        ema_warmup=False,
-        gpu_bf16_only=True,
     )
     outcome = train_and_write(
         spec,

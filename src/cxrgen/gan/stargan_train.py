@@ -122,12 +122,9 @@ def stargan_spec(nets: Mapping[str, torch.nn.Module], cfg: StarGANTrainConfig) -
         nets=dict(nets),
         step=functools.partial(stargan_step, cfg=cfg),
         keep=("generator", "mapping_network", "style_encoder"),
-        recipe="adam_constant",
-        ema_warmup=False,
         lrs={"mapping_network": cfg.mapping_lr},
         state={"lambda_ds": cfg.lambda_ds},
         n_ref=2,
-        gpu_bf16_only=True,
     )
 
 

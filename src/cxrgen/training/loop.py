@@ -69,14 +69,10 @@ def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
         return build()
 
 
-def make_accelerator(cfg: TrainLoopConfig, gpu_bf16_only: bool = False) -> Accelerator:
+def make_accelerator(cfg: TrainLoopConfig) -> Accelerator:
     cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     check(cfg.device != "cuda" or torch.cuda.is_available(), "device is 'cuda' but no GPU is seen")
-    precision = cfg.mixed_precision
-    if gpu_bf16_only:
-        precision = "bf16" if precision == "bf16" and not cpu else "no"
-    elif precision == "auto":
-        precision = "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    precision = cfg.precision(cpu)
     try:
         return Accelerator(cpu=cpu, mixed_precision=precision)
     except ValueError as exc:
@@ -197,7 +193,7 @@ def run_training(
         f"batch_size {cfg.batch_size} is larger than the {len(data)} training images; "
         "lower batch_size",
     )
-    acc = make_accelerator(cfg, spec.gpu_bf16_only)
+    acc = make_accelerator(cfg)
     check(
         cfg.batch_size % acc.num_processes == 0,
         f"batch_size {cfg.batch_size} must be divisible by the {acc.num_processes} processes",
@@ -208,13 +204,13 @@ def run_training(
     for net in spec.nets.values():
         net.to(device, memory_format=memory_format).train()
     optimizers = {
-        name: make_optimizer(net.parameters(), cfg, spec.recipe, spec.lrs.get(name))
+        name: make_optimizer(net.parameters(), cfg, spec.lrs.get(name))
         for name, net in spec.nets.items()
     }
-    schedules = {n: make_lr_schedule(o, cfg, spec.recipe) for n, o in optimizers.items()}
+    schedules = {n: make_lr_schedule(o, cfg) for n, o in optimizers.items()}
     emas = {}
     if cfg.ema_decay:
-        emas = {n: EMA(spec.nets[n], cfg.ema_decay, spec.ema_warmup) for n in spec.keep}
+        emas = {n: EMA(spec.nets[n], cfg.ema_decay, cfg.EMA_WARMUP) for n in spec.keep}
     set_aside_if_incompatible(Path(checkpoint_dir), cfg)
     objects: dict[str, Any] = dict(spec.nets)
     objects |= {f"ema_{n}": e for n, e in emas.items()}

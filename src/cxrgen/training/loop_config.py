@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from cxrgen.config import check
 from cxrgen.devices import check_device_name
@@ -86,6 +86,19 @@ class TrainLoopConfig:
     aug_scale: float = 0.05
     aug_brightness: float = 0.05
     aug_contrast: float = 0.05
+
+    # how the one training loop trains models of this config (not config keys): the
+    # optimizer / learning-rate recipe of training/schedule.py and the EMA's warm-up
+    RECIPE: ClassVar[str] = "adamw_cosine"
+    EMA_WARMUP: ClassVar[bool] = True
+
+    def precision(self, cpu: bool) -> str:
+        """accelerate's mixed_precision for ``mixed_precision`` on the CPU or a GPU."""
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        import torch  # config modules stay free of torch until a job trains
+
+        return "no" if cpu else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
 
     def __post_init__(self):
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

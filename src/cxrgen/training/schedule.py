@@ -21,11 +21,11 @@ from cxrgen.training.loop_config import TrainLoopConfig
 def make_optimizer(
     params: Iterable[torch.nn.Parameter],
     cfg: TrainLoopConfig,
-    recipe: str = "adamw_cosine",
     lr: float | None = None,
 ) -> torch.optim.Optimizer:
-    """AdamW ('adamw_cosine') or Adam ('adam_constant') with the config's betas and decay."""
-    kind = {"adamw_cosine": torch.optim.AdamW, "adam_constant": torch.optim.Adam}[recipe]
+    """AdamW ('adamw_cosine') or Adam ('adam_constant'), as ``cfg.RECIPE`` says, with the
+    config's betas and decay."""
+    kind = {"adamw_cosine": torch.optim.AdamW, "adam_constant": torch.optim.Adam}[cfg.RECIPE]
     return kind(
         params,
         lr=cfg.lr if lr is None else lr,
@@ -35,10 +35,10 @@ def make_optimizer(
 
 
 def make_lr_schedule(
-    optimizer: torch.optim.Optimizer, cfg: TrainLoopConfig, recipe: str = "adamw_cosine"
+    optimizer: torch.optim.Optimizer, cfg: TrainLoopConfig
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup_steps``, then a half cosine to 0 at ``max_steps``
-    ('adamw_cosine') or the constant learning rate ('adam_constant')."""
-    if recipe == "adam_constant":
+    ('adamw_cosine') or the constant learning rate ('adam_constant'), as ``cfg.RECIPE``."""
+    if cfg.RECIPE == "adam_constant":
         return get_constant_schedule_with_warmup(optimizer, cfg.warmup_steps)
     return get_cosine_schedule_with_warmup(optimizer, cfg.warmup_steps, cfg.max_steps)

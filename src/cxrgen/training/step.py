@@ -85,27 +85,23 @@ StepFn = Callable[[Mapping[str, nn.Module], Batch, StepContext, Update, dict[str
 class TrainSpec:
     """What a model hands the loop.
 
-    nets: every trained network (each gets an optimizer of ``recipe``, see training/schedule).
+    nets: every trained network (each gets an optimizer of the config's RECIPE, see
+        training/schedule).
     step: ``step(nets, batch, ctx, update, state) -> stats`` with the nets as the loop
         prepared them (device, processes); stats are scalars, logged as columns ("loss" first).
-    keep: the networks that are the result; their EMA copies (warm-up (1+n)/(10+n) when
-        ``ema_warmup``, else the fixed beta of StarGAN v2) when the config's ema_decay > 0.
+    keep: the networks that are the result; their EMA copies (warm-up (1+n)/(10+n) when the
+        config's EMA_WARMUP, else the fixed beta of StarGAN v2) when its ema_decay > 0.
     lrs: learning rates that differ from ``cfg.lr`` (StarGAN v2's mapping network).
     state: loss weights that change over training; the step updates it in place and it is
         checkpointed. n_ref: reference images per sample (StarGAN v2's reference loader).
-    gpu_bf16_only: mixed precision as the GAN configs define it ('auto' = float32, 'bf16' only
-        on CUDA) instead of 'auto' = bf16 on CUDA and the configured precision on the CPU.
     """
 
     nets: dict[str, nn.Module]
     step: StepFn
     keep: tuple[str, ...]
-    recipe: str = "adamw_cosine"
-    ema_warmup: bool = True
     lrs: dict[str, float] = field(default_factory=dict)
     state: dict[str, float] = field(default_factory=dict)
     n_ref: int = 0
-    gpu_bf16_only: bool = False
 
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, StepContext], tuple[torch.Tensor, Stats]]
