@@ -86,16 +86,21 @@ class SquareGeometry:
         out[dy : dy + self.rows, dx : dx + self.cols] = image
         return out
 
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """Intensity image (float, [0, 1]) -> ``size x size`` float32, anti-aliased bilinear."""
+    def apply(self, image: np.ndarray, anti_aliasing_sigma: float | None = None) -> np.ndarray:
+        """Intensity image (float, [0, 1]) -> ``size x size`` float32, anti-aliased bilinear.
+
+        ``anti_aliasing_sigma``: the Gaussian's sigma in input pixels (0 = none); None =
+        scikit-image's own when shrinking (what the full decode uses)."""
         sq = self.square(np.asarray(image, dtype=np.float32), fill=0.0)
         if self.side == self.size:
             return np.ascontiguousarray(sq)
+        sigma = anti_aliasing_sigma
         out = resize(
             sq,
             (self.size, self.size),
             order=1,
-            anti_aliasing=self.size < self.side,
+            anti_aliasing=self.size < self.side if sigma is None else sigma > 0,
+            anti_aliasing_sigma=sigma if sigma else None,
             preserve_range=True,
             mode="edge",
         )

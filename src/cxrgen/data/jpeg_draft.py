@@ -51,7 +51,6 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import get_frame
 from pydicom.uid import JPEGBaseline8Bit
-from skimage.transform import resize
 
 from cxrgen.data.geometry import SquareGeometry
 
@@ -160,21 +159,8 @@ def matched_sigma(side: int, size: int, factor: int) -> float:
 def resize_reduced(image: np.ndarray, size: int, aspect: str, factor: int) -> np.ndarray:
     """A ``factor``-reduced image -> ``size x size`` float32, blurred as the full path would be.
 
-    The same square (pad with 0 / centre crop) and the same bilinear, edge-mode
-    resize as :meth:`SquareGeometry.apply`, with :func:`matched_sigma`.
+    :meth:`SquareGeometry.apply` (the same square and bilinear, edge-mode resize) with the
+    Gaussian of :func:`matched_sigma`.
     """
     geom = SquareGeometry.for_shape(image.shape, size, aspect)
-    sq = geom.square(np.asarray(image, dtype=np.float32), fill=0.0)
-    if geom.side == size:
-        return np.ascontiguousarray(sq)
-    sigma = matched_sigma(geom.side * factor, size, factor)
-    out = resize(
-        sq,
-        (size, size),
-        order=1,
-        anti_aliasing=sigma > 0,
-        anti_aliasing_sigma=sigma if sigma > 0 else None,
-        preserve_range=True,
-        mode="edge",
-    )
-    return out.astype(np.float32, copy=False)
+    return geom.apply(image, matched_sigma(geom.side * factor, size, factor))
