@@ -67,9 +67,14 @@ def hub_checkpoints_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def search_folders(extra_dirs: Sequence[str | Path] = ()) -> list[Path]:
+    """Where weight files are looked for, in order: ``extra_dirs``, then the hub cache."""
+    return [Path(d) for d in extra_dirs if str(d)] + [hub_checkpoints_dir()]
+
+
 def locate(filename: str, url: str, extra_dirs: Sequence[str | Path] = ()) -> Path:
     """The path of ``filename`` in ``extra_dirs`` or the hub cache; WeightsMissing otherwise."""
-    folders = [Path(d) for d in extra_dirs if str(d)] + [hub_checkpoints_dir()]
+    folders = search_folders(extra_dirs)
     for folder in folders:
         if (folder / filename).is_file():
             return folder / filename
@@ -150,7 +155,7 @@ class WeightCheck:
 def check_weights(extra_dirs: Sequence[str | Path] = ()) -> list[WeightCheck]:
     """Each of :data:`WEIGHT_FILES` looked up as :func:`locate` does (``extra_dirs``, then the hub
     cache), and the sha256 of the file found compared with the prefix in its name."""
-    folders = [Path(d) for d in extra_dirs if str(d)] + [hub_checkpoints_dir()]
+    folders = search_folders(extra_dirs)
     checks = []
     for weight in WEIGHT_FILES:
         looked_at = tuple(folder / weight.filename for folder in folders)
