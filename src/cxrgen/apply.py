@@ -54,6 +54,7 @@ from cxrgen.data.store import (
 from cxrgen.errors import ConfigError, DataError
 from cxrgen.evaluation import severity
 from cxrgen.evaluation.evaluate import SEVERITY_READINGS
+from cxrgen.evaluation.evaluation_figures import evaluated_splits
 from cxrgen.evaluation.evaluation_summary import chosen_detection, chosen_severity
 from cxrgen.plotting import pyplot
 
@@ -107,6 +108,13 @@ class Run:
     def metrics(self) -> Path:
         return self.results / "metrics" / self.dataset / "counterfactual"
 
+    @property
+    def calibration_split(self) -> str:
+        """The split the run's evaluation chose its settings on (the default without one)."""
+        if (self.metrics / "provenance.json").exists():
+            return evaluated_splits(self.metrics)[0]
+        return CounterfactualConfig().calibration_split
+
     def recorded(self, path: str) -> Path:
         """A path a run's provenance recorded: relative ones are relative to the folder the
         workflow ran in (the one holding RESULTS), not to where apply runs."""
@@ -133,7 +141,7 @@ def preprocess_config(run: Run) -> PreprocessConfig:
 
 def chosen_settings(run: Run, method: str | None, scale: float | None) -> dict[str, Setting]:
     """'detection' and, where the run measured severity, each RALO total's setting."""
-    cal = CounterfactualConfig().calibration_split
+    cal = run.calibration_split
     out: dict[str, Setting] = {}
     det_path, sev_path = run.metrics / "detection.parquet", run.metrics / "severity.parquet"
     best = chosen_detection(pd.read_parquet(det_path), cal) if det_path.exists() else None
@@ -240,7 +248,7 @@ def _severity_predictions(
         if s.folder not in fits:  # the two totals often share a setting
             fit_dir = run.counterfactuals / s.folder
             table = pd.read_parquet(fit_dir / "scores.parquet", columns=["split", "store_row"])
-            cal = np.flatnonzero(table["split"].to_numpy() == "calibration")
+            cal = np.flatnonzero(table["split"].to_numpy() == run.calibration_split)
             rows = table["store_row"].to_numpy()[cal]
             run_masks = None if masks[0] is None else np.asarray(masks[0][rows])
             fits[s.folder] = (severity.lung_features(*_maps(fit_dir, cal), run_masks),
