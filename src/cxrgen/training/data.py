@@ -148,3 +148,32 @@ class StepBatchSampler(Sampler[list[SampleKey]]):
 def step_seed(seed: int, step: int) -> int:
     """Seed of the per-step generator (timesteps, noise, label dropout)."""
     return derive_seed(seed, Purpose.STEP, step)
+
+
+class ReferenceBatchSampler(Sampler[list[SampleKey]]):
+    """The keys of each step's sources, then ``n_ref`` x B reference keys.
+
+    The reference domains are uniform over the classes and each reference image uniform within
+    its domain (StarGAN v2 samples its reference loader class-balanced), drawn for the global
+    batch from (seed, step) and sliced like the sources.
+    """
+
+    def __init__(self, base: StepBatchSampler, labels: np.ndarray, n_ref: int, seed: int):
+        self.base, self.n_ref, self.seed = base, n_ref, seed
+        self.members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __iter__(self):
+        b = self.base.batch_size
+        for keys in self.base:
+            step = keys[0][1]
+            g = generator(self.seed, Purpose.STEP, step, 1)
+            domains = torch.randint(0, len(self.members), (b,), generator=g).tolist()
+            for r in range(self.n_ref):
+                u = torch.rand(b, generator=g, dtype=torch.float64).tolist()
+                for p in range(b)[self.base.local]:
+                    pool = self.members[domains[p]]
+                    keys.append((int(pool[int(u[p] * len(pool))]), step, b * (1 + r) + p))
+            yield keys

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from torch import nn
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from cxrgen import provenance
@@ -39,7 +38,7 @@ from cxrgen.data.store import SplitImages
 from cxrgen.errors import ConfigError
 from cxrgen.plotting import write_loss
 from cxrgen.training.checkpoint import Checkpointer, latest_checkpoint, peek_extra, set_aside
-from cxrgen.training.data import SampleKey, StepBatchSampler, XrayDataset
+from cxrgen.training.data import ReferenceBatchSampler, StepBatchSampler, XrayDataset
 from cxrgen.training.loop_config import RESUMABLE_CHANGES, TrainLoopConfig
 from cxrgen.training.schedule import make_lr_schedule, make_optimizer
 from cxrgen.training.seeding import Purpose, derive_seed, generator
@@ -121,35 +120,6 @@ def _resume_check(saved: dict[str, Any], cfg: TrainLoopConfig, data: SplitImages
             saved.get("classes"),
             saved.get("n_train"),
         )
-
-
-class ReferenceBatchSampler(Sampler[list[SampleKey]]):
-    """The keys of each step's sources, then ``n_ref`` x B reference keys.
-
-    The reference domains are uniform over the classes and each reference image uniform within
-    its domain (StarGAN v2 samples its reference loader class-balanced), drawn for the global
-    batch from (seed, step) and sliced like the sources.
-    """
-
-    def __init__(self, base: StepBatchSampler, labels: np.ndarray, n_ref: int, seed: int):
-        self.base, self.n_ref, self.seed = base, n_ref, seed
-        self.members = [np.flatnonzero(labels == c) for c in range(int(labels.max()) + 1)]
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __iter__(self):
-        b = self.base.batch_size
-        for keys in self.base:
-            step = keys[0][1]
-            g = generator(self.seed, Purpose.STEP, step, 1)
-            domains = torch.randint(0, len(self.members), (b,), generator=g).tolist()
-            for r in range(self.n_ref):
-                u = torch.rand(b, generator=g, dtype=torch.float64).tolist()
-                for p in range(b)[self.base.local]:
-                    pool = self.members[domains[p]]
-                    keys.append((int(pool[int(u[p] * len(pool))]), step, b * (1 + r) + p))
-            yield keys
 
 
 def _batch(images: torch.Tensor, labels: torch.Tensor, b: int, n_ref: int) -> Batch:
