@@ -228,10 +228,7 @@ def path_costs(paths: list[Path], size: int) -> tuple[float, float]:
     start = time.perf_counter()
     for p in paths:
         dec = decode_dicom(p, store_size=size)
-        if dec.reduction > 1:
-            resize_reduced(dec.image, size, "pad", dec.reduction)
-        else:
-            SquareGeometry.for_shape(dec.shape, size).apply(dec.image)
+        resize_reduced(dec.image, size, "pad", dec.reduction)  # as the stage
     return full, (time.perf_counter() - start) / len(paths)
 
 
@@ -253,12 +250,9 @@ def compare_rle_plugins(folder: Path, n: int, native: int, repeat: int) -> None:
             continue
         if syntax == RLELossless:
             groups["pydicom's RLE test files"].append(path)
-    rng = np.random.default_rng(0)
-    groups[f"{n} generated {native} px 12-bit"] = []
-    for i in range(n):
-        path = folder / f"rle{i:03d}.dcm"
-        synthetic_dicom(path, "rle", native, native, rng)
-        groups[f"{n} generated {native} px 12-bit"].append(path)
+    groups[f"{n} generated {native} px 12-bit"] = make_files(
+        folder, n, native, kinds=("rle",), square=True
+    )
     print(f"RLE Lossless decoder plugins available: {plugins}")
     for name, paths in groups.items():
         sets = [pydicom.dcmread(p) for p in paths]

@@ -160,7 +160,9 @@ def resize_reduced(image: np.ndarray, size: int, aspect: str, factor: int) -> np
     """A ``factor``-reduced image -> ``size x size`` float32, blurred as the full path would be.
 
     :meth:`SquareGeometry.apply` (the same square and bilinear, edge-mode resize) with the
-    Gaussian of :func:`matched_sigma`.
+    Gaussian of :func:`matched_sigma`; ``factor`` 1 (a full decode) is the plain full path.
     """
     geom = SquareGeometry.for_shape(image.shape, size, aspect)
+    if factor == 1:
+        return geom.apply(image)
     return geom.apply(image, matched_sigma(geom.side * factor, size, factor))

@@ -344,10 +344,8 @@ def _process(task: _Task, cfg: PreprocessConfig):
         else:
             dec = imagefolder.read_image(task.path, **opts)
         geom = SquareGeometry.for_shape(dec.shape, cfg.size, cfg.aspect)
-        if dec.reduction > 1:  # the same square and resize, from the reduced grid
-            image = jpeg_draft.resize_reduced(dec.image, cfg.size, cfg.aspect, dec.reduction)
-        else:
-            image = geom.apply(dec.image)
+        # the same square and resize, from the reduced grid where the decode was reduced
+        image = jpeg_draft.resize_reduced(dec.image, cfg.size, cfg.aspect, dec.reduction)
         arrays = {"images": quantize(image, cfg.dtype)}
         if task.ground_truth is not None:
             gt = labels.read_ground_truth(task.ground_truth, dec.shape)
