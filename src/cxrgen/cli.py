@@ -63,7 +63,8 @@ def _add_split(sub) -> None:
 
 
 def _add_train(sub) -> None:
-    for command, (cls, _) in commands.trainers().items():
+    for command, (config_ref, _) in commands.TRAINERS.items():
+        cls = commands.load(config_ref)
         p = sub.add_parser(command, help=f"train ({cls.__name__}); re-running resumes")
         p.add_argument("--store", required=True, type=Path, help="tensor store folder")
         p.add_argument("--split", required=True, type=Path, help="split folder")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cxrgen.cli_flags import config_from_args
 from cxrgen.errors import CxrgenError
@@ -40,35 +41,33 @@ def cmd_train(args: argparse.Namespace) -> None:
     from cxrgen.devices import claim_device
 
     with claim_device():
-        train = trainers()[args.command][1]
+        train = load(TRAINERS[args.command][1])
         kwargs = {"scheduler_dir": args.scheduler} if getattr(args, "scheduler", None) else {}
         if getattr(args, "checkpoints", None) is not None:
             kwargs["checkpoint_dir"] = args.checkpoints
         train(args.store, args.split, args.output, config_from_args(args), **kwargs)
 
 
-TRAIN_COMMANDS = ("train-diffusion", "train-classifier", "train-stargan", "train-dcgan",
-                  "train-lungseg")  # fmt: skip
+# command -> ("module:config class", "module:trainer"), imported only when used: the parser
+# needs the config classes, the command only its own trainer
+TRAINERS = {
+    "train-diffusion": ("cxrgen.diffusion.config:DiffusionTrainConfig",
+                        "cxrgen.diffusion.train:train_diffusion"),
+    "train-classifier": ("cxrgen.classifier.config:ClassifierTrainConfig",
+                         "cxrgen.classifier.train:train_classifier"),
+    "train-stargan": ("cxrgen.gan.config:StarGANTrainConfig",
+                      "cxrgen.gan.stargan_train:train_stargan"),
+    "train-dcgan": ("cxrgen.gan.config:DCGANTrainConfig", "cxrgen.gan.dcgan_train:train_dcgan"),
+    "train-lungseg": ("cxrgen.lungseg.config:LungSegTrainConfig",
+                      "cxrgen.lungseg.train:train_lungseg"),
+}  # fmt: skip
+TRAIN_COMMANDS = tuple(TRAINERS)
 
 
-def trainers() -> dict[str, tuple[type, Callable]]:
-    from cxrgen.classifier.config import ClassifierTrainConfig
-    from cxrgen.classifier.train import train_classifier
-    from cxrgen.diffusion.config import DiffusionTrainConfig
-    from cxrgen.diffusion.train import train_diffusion
-    from cxrgen.gan.config import DCGANTrainConfig, StarGANTrainConfig
-    from cxrgen.gan.dcgan_train import train_dcgan
-    from cxrgen.gan.stargan_train import train_stargan
-    from cxrgen.lungseg.config import LungSegTrainConfig
-    from cxrgen.lungseg.train import train_lungseg
-
-    return {
-        "train-diffusion": (DiffusionTrainConfig, train_diffusion),
-        "train-classifier": (ClassifierTrainConfig, train_classifier),
-        "train-stargan": (StarGANTrainConfig, train_stargan),
-        "train-dcgan": (DCGANTrainConfig, train_dcgan),
-        "train-lungseg": (LungSegTrainConfig, train_lungseg),
-    }
+def load(ref: str) -> Any:
+    """The object ``module:name`` names."""
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
